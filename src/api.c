@@ -1,0 +1,540 @@
+/*
+ * The HTTP/JSON API on a Unix domain socket, served by libevent's evhttp:
+ * routes under /v1, JSON bodies with jansson, errors as {"error": "..."}.
+ * The events endpoint keeps a chunked reply open and writes one JSON line
+ * per job event until the job ends or the client goes away.
+ */
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "api.h"
+#include "config.h"
+#include "defs.h"
+#include "job.h"
+#include "log.h"
+#include "request.h"
+#include "xmalloc.h"
+
+struct api {
+	struct event_base *base;
+	struct jobs *jobs;
+	const struct config *cfg;
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	char *path;
+	int fd;
+};
+
+struct api_stream {
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	struct job_watch *watch;
+};
+
+/* The reason phrase for a status code. */
+static const char *
+api_reason(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 202: return "Accepted";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 503: return "Service Unavailable";
+	default: return "Error";
+	}
+}
+
+/* Send a JSON reply, taking the reference to obj. */
+static void
+api_reply(struct evhttp_request *req, int code, json_t *obj)
+{
+	struct evbuffer *buf;
+	char *text;
+
+	text = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	if (text == NULL)
+		fatalx("api_reply: json_dumps failed");
+	buf = evbuffer_new();
+	evbuffer_add(buf, text, strlen(text));
+	evbuffer_add(buf, "\n", 1);
+	free(text);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	evhttp_send_reply(req, code, api_reason(code), buf);
+	evbuffer_free(buf);
+}
+
+/* Send {"error": "..."} with a status code. */
+static void
+api_error(struct evhttp_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void
+api_error(struct evhttp_request *req, int code, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatal("api_error");
+	va_end(ap);
+	log_debug("api: %s %s: %d %s", evhttp_request_get_command(req) ==
+	    EVHTTP_REQ_GET ? "GET" : "request", evhttp_request_get_uri(req),
+	    code, msg);
+	api_reply(req, code, json_pack("{ss}", "error", msg));
+	free(msg);
+}
+
+/* Refuse a method, naming the ones allowed. */
+static void
+api_bad_method(struct evhttp_request *req, const char *allow)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+	    allow);
+	api_error(req, 405, "method not allowed on %s (allowed: %s)",
+	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)), allow);
+}
+
+/* Parse the query string into q; 0, or -1 with a 400 sent. */
+static int
+api_query(struct evhttp_request *req, struct evkeyvalq *q,
+    const char *const *known)
+{
+	const char *query;
+	struct evkeyval *kv;
+	size_t i;
+
+	TAILQ_INIT(q);
+	query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (query == NULL)
+		return 0;
+	if (evhttp_parse_query_str(query, q) == -1) {
+		api_error(req, 400, "malformed query string");
+		return -1;
+	}
+	TAILQ_FOREACH(kv, q, next) {
+		for (i = 0; known[i] != NULL; i++) {
+			if (strcmp(kv->key, known[i]) == 0)
+				break;
+		}
+		if (known[i] == NULL) {
+			api_error(req, 400, "unknown query parameter \"%s\"",
+			    kv->key);
+			evhttp_clear_headers(q);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Whether a Content-Type header names this media type. */
+static int
+api_type_is(const char *header, const char *type)
+{
+	size_t len = strlen(type);
+
+	while (*header == ' ')
+		header++;
+	return strncasecmp(header, type, len) == 0 &&
+	    (header[len] == '\0' || header[len] == ';' || header[len] == ' ');
+}
+
+/* POST /v1/jobs */
+static void
+api_post_jobs(struct api *api, struct evhttp_request *req)
+{
+	static const char *const known[] = { "dir", "name", NULL };
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct job_request jr;
+	struct evkeyvalq q;
+	const char *type, *dir, *name;
+	struct job *j;
+	char *body, *cause = NULL, loc[64];
+	size_t len;
+	int rc, status = 400;
+
+	memset(&jr, 0, sizeof jr);
+	len = evbuffer_get_length(in);
+	if ((long long)len > api->cfg->max_request_body) {
+		api_error(req, 413, "request body of %zu bytes is over "
+		    "max_request_body (%lld)", len, api->cfg->max_request_body);
+		return;
+	}
+	body = (char *)evbuffer_pullup(in, -1);
+	if (body == NULL)
+		body = (char *)"";
+	type = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "Content-Type");
+	if (type != NULL && api_type_is(type, "text/uri-list")) {
+		if (api_query(req, &q, known) == -1)
+			return;
+		dir = evhttp_find_header(&q, "dir");
+		name = evhttp_find_header(&q, "name");
+		rc = request_parse_urilist(&jr, body, len, dir, name, &cause);
+		evhttp_clear_headers(&q);
+	} else if (type == NULL || api_type_is(type, "application/json")) {
+		if (evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) !=
+		    NULL) {
+			api_error(req, 400, "query parameters are only for "
+			    "text/uri-list; put options in the JSON body");
+			return;
+		}
+		rc = request_parse_json(&jr, body, len, &cause);
+	} else {
+		api_error(req, 415, "Content-Type must be application/json or "
+		    "text/uri-list, not \"%s\"", type);
+		return;
+	}
+	if (rc == -1) {
+		api_error(req, 400, "%s", cause != NULL ? cause : "bad request");
+		free(cause);
+		return;
+	}
+	if ((j = jobs_submit(api->jobs, &jr, &status, &cause)) == NULL) {
+		request_finish(&jr);
+		if (status == 503) {
+			snprintf(loc, sizeof loc, "%d", RETRY_AFTER_SECONDS);
+			evhttp_add_header(evhttp_request_get_output_headers(req),
+			    "Retry-After", loc);
+		}
+		api_error(req, status, "%s", cause);
+		free(cause);
+		return;
+	}
+	snprintf(loc, sizeof loc, API_PREFIX "/jobs/%llu", job_id(j));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Location",
+	    loc);
+	api_reply(req, 202, job_json(j, 1));
+}
+
+/* GET /v1/jobs */
+static void
+api_get_jobs(struct api *api, struct evhttp_request *req)
+{
+	static const char *const known[] = { "state", NULL };
+	struct evkeyvalq q;
+	const char *state;
+	json_t *list;
+
+	if (api_query(req, &q, known) == -1)
+		return;
+	state = evhttp_find_header(&q, "state");
+	list = jobs_list_json(api->jobs, state);
+	if (list == NULL)
+		api_error(req, 400, "state: unknown job state \"%s\"", state);
+	else
+		api_reply(req, 200, list);
+	evhttp_clear_headers(&q);
+}
+
+/* Write one event line to a stream. */
+static void
+api_stream_send(struct api_stream *s, json_t *ev)
+{
+	struct evbuffer *buf;
+	char *text;
+
+	if ((text = json_dumps(ev, JSON_COMPACT)) == NULL)
+		return;
+	buf = evbuffer_new();
+	evbuffer_add(buf, text, strlen(text));
+	evbuffer_add(buf, "\n", 1);
+	free(text);
+	evhttp_send_reply_chunk(s->req, buf);
+	evbuffer_free(buf);
+}
+
+/* End a stream's reply and free it. */
+static void
+api_stream_end(struct api_stream *s)
+{
+	evhttp_connection_set_closecb(s->evcon, NULL, NULL);
+	evhttp_send_reply_end(s->req);
+	free(s);
+}
+
+/* A job event for a stream. */
+static void
+api_stream_cb(void *arg, json_t *ev, int last)
+{
+	struct api_stream *s = arg;
+
+	api_stream_send(s, ev);
+	if (last) {
+		s->watch = NULL;
+		api_stream_end(s);
+	}
+}
+
+/* The client of a stream went away. */
+static void
+api_stream_closecb(struct evhttp_connection *evcon, void *arg)
+{
+	struct api_stream *s = arg;
+
+	log_debug("api: events client went away");
+	if (s->watch != NULL)
+		job_unwatch(s->watch);
+	free(s);
+}
+
+/* GET /v1/jobs/ID/events */
+static void
+api_get_events(struct api *api, struct evhttp_request *req, struct job *j)
+{
+	struct api_stream *s;
+	json_t *ev;
+
+	s = xcalloc(1, sizeof *s);
+	s->req = req;
+	s->evcon = evhttp_request_get_connection(req);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/x-ndjson");
+	evhttp_send_reply_start(req, 200, "OK");
+	ev = json_pack("{ssso}", "event", "snapshot", "job", job_json(j, 1));
+	api_stream_send(s, ev);
+	json_decref(ev);
+	if (job_ended(j)) {
+		ev = json_pack("{ssso}", "event", "job", "job", job_json(j, 1));
+		api_stream_send(s, ev);
+		json_decref(ev);
+		api_stream_end(s);
+		return;
+	}
+	s->watch = job_watch(j, api_stream_cb, s);
+	evhttp_connection_set_closecb(s->evcon, api_stream_closecb, s);
+}
+
+/* Routes under /v1/jobs/ID[/events]. */
+static void
+api_job_route(struct api *api, struct evhttp_request *req, const char *rest)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	unsigned long long id = 0;
+	const char *p = rest;
+	struct job *j;
+
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (id > (~0ULL - 9) / 10)
+			break;
+		id = id * 10 + (unsigned long long)(*p - '0');
+	}
+	if (p == rest || (*p != '\0' && strcmp(p, "/events") != 0)) {
+		api_error(req, 404, "no such path: %s",
+		    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
+		return;
+	}
+	if ((j = jobs_find(api->jobs, id)) == NULL) {
+		api_error(req, 404, "no such job: %.40s", rest);
+		return;
+	}
+	if (*p != '\0') {
+		if (cmd != EVHTTP_REQ_GET) {
+			api_bad_method(req, "GET");
+			return;
+		}
+		api_get_events(api, req, j);
+		return;
+	}
+	if (cmd == EVHTTP_REQ_GET)
+		api_reply(req, 200, job_json(j, 1));
+	else if (cmd == EVHTTP_REQ_DELETE) {
+		job_cancel(j);
+		api_reply(req, 200, job_json(j, 1));
+	} else
+		api_bad_method(req, "GET, DELETE");
+}
+
+/* Every request: route by path and method. */
+static void
+api_request_cb(struct evhttp_request *req, void *arg)
+{
+	struct api *api = arg;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const char *path;
+
+	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (path == NULL)
+		path = "";
+	if (strcmp(path, API_PREFIX "/jobs") == 0) {
+		if (cmd == EVHTTP_REQ_GET)
+			api_get_jobs(api, req);
+		else if (cmd == EVHTTP_REQ_POST)
+			api_post_jobs(api, req);
+		else
+			api_bad_method(req, "GET, POST");
+	} else if (strncmp(path, API_PREFIX "/jobs/",
+	    strlen(API_PREFIX "/jobs/")) == 0)
+		api_job_route(api, req, path + strlen(API_PREFIX "/jobs/"));
+	else if (strcmp(path, API_PREFIX "/status") == 0) {
+		if (cmd == EVHTTP_REQ_GET)
+			api_reply(req, 200, jobs_status_json(api->jobs));
+		else
+			api_bad_method(req, "GET");
+	} else
+		api_error(req, 404, "no such path: %.200s", path);
+}
+
+/* Bind the Unix socket, replacing a stale one. Returns the fd or -1. */
+static int
+api_listen(const char *path, int mode)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t old;
+	int fd, probe;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		log_warnx("api: socket path too long (%zu bytes, at most %zu): "
+		    "%s", strlen(path), sizeof sun.sun_path - 1, path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			log_warnx("api: %s exists and is not a socket; "
+			    "refusing to replace it", path);
+			return -1;
+		}
+		/* Is a daemon answering there, or is it left over? */
+		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (probe == -1) {
+			log_warn("api: socket");
+			return -1;
+		}
+		if (connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0) {
+			close(probe);
+			log_warnx("api: another daemon is listening on %s", path);
+			return -1;
+		}
+		close(probe);
+		if (unlink(path) == -1 && errno != ENOENT) {
+			log_warn("api: unlink stale socket %s", path);
+			return -1;
+		}
+		log_info("api: replaced stale socket %s", path);
+	}
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1) {
+		log_warn("api: socket");
+		return -1;
+	}
+	old = umask(S_IXUSR | S_IXGRP | S_IRWXO);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
+		umask(old);
+		log_warn("api: bind %s", path);
+		goto fail;
+	}
+	umask(old);
+	if (chmod(path, (mode_t)mode) == -1) {
+		log_warn("api: chmod %s", path);
+		unlink(path);
+		goto fail;
+	}
+	if (listen(fd, 128) == -1) {
+		log_warn("api: listen %s", path);
+		unlink(path);
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* Create the API server on its socket. */
+struct api *
+api_create(struct event_base *base, struct jobs *jobs,
+    const struct config *cfg)
+{
+	struct api *api;
+
+	api = xcalloc(1, sizeof *api);
+	api->base = base;
+	api->jobs = jobs;
+	api->cfg = cfg;
+	api->path = xstrdup(cfg->socket_path);
+	if ((api->fd = api_listen(api->path, cfg->socket_mode)) == -1)
+		goto fail;
+	if ((api->http = evhttp_new(base)) == NULL) {
+		log_warnx("api: evhttp_new failed");
+		goto fail;
+	}
+	/* All methods reach the router, which answers 405 in JSON itself. */
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE |
+	    EVHTTP_REQ_CONNECT);
+	/* evhttp's own cap sits above ours so that we can answer in JSON. */
+	evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_request_body +
+	    1);
+	evhttp_set_max_headers_size(api->http, 65536);
+	evhttp_set_gencb(api->http, api_request_cb, api);
+	api->bound = evhttp_accept_socket_with_handle(api->http, api->fd);
+	if (api->bound == NULL) {
+		log_warnx("api: cannot accept on %s", api->path);
+		goto fail;
+	}
+	log_info("api: listening on %s (mode %04o)", api->path,
+	    cfg->socket_mode);
+	return api;
+fail:
+	if (api->http != NULL)
+		evhttp_free(api->http);
+	if (api->fd != -1) {
+		close(api->fd);
+		unlink(api->path);
+	}
+	free(api->path);
+	free(api);
+	return NULL;
+}
+
+/* Stop accepting and remove the socket file. */
+void
+api_close(struct api *api)
+{
+	if (api->bound == NULL)
+		return;
+	evhttp_del_accept_socket(api->http, api->bound);
+	api->bound = NULL;
+	if (unlink(api->path) == -1 && errno != ENOENT)
+		log_warn("api: unlink %s", api->path);
+}
+
+/* Close every connection and free. */
+void
+api_destroy(struct api *api)
+{
+	if (api == NULL)
+		return;
+	api_close(api);
+	evhttp_free(api->http);
+	free(api->path);
+	free(api);
+}

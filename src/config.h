@@ -1,0 +1,51 @@
+/* The daemon's configuration: built-in defaults, then a libconfig file. */
+#ifndef CONFIG_H
+#define CONFIG_H
+
+#include <stddef.h>
+
+enum exists_policy { EXISTS_SUFFIX, EXISTS_OVERWRITE, EXISTS_SKIP };
+
+struct config {
+	char *socket_path;          /* socket_path */
+	int socket_mode;            /* socket_mode, written as a string "0660" */
+	char *download_dir;         /* download_dir */
+	int workers;                /* workers: writer threads, 1..64 */
+	int max_transfers;          /* max_transfers: across all jobs, 1..10000 */
+	int max_host_connections;   /* max_host_connections: 0 = no cap */
+	long connect_timeout;       /* connect_timeout: seconds, 0 = libcurl's */
+	long timeout;               /* timeout: seconds per item, 0 = none */
+	int max_redirects;          /* max_redirects: 0 = do not follow */
+	char *user_agent;           /* user_agent */
+	char **headers;             /* headers: list of "Name: value" */
+	size_t nheaders;
+	long long max_item_size;    /* max_item_size: bytes, 0 = no cap */
+	int fsync;                  /* fsync: bool */
+	int queue_limit;            /* queue_limit: items not yet ended */
+	long long max_request_body; /* max_request_body: bytes */
+	int log_level;              /* log_level: "error".."debug" */
+	enum exists_policy on_exists; /* on_exists: "suffix"|"overwrite"|"skip" */
+	long buffer_size;           /* buffer_size: libcurl receive buffer */
+};
+
+/*
+ * libconfig exports a config_init() of its own and calls it from inside
+ * config_read_file(), so ours must not take that symbol: config_init(c)
+ * is config_defaults(c). Include <libconfig.h> before this header, if at
+ * all.
+ */
+#define config_init(c) config_defaults(c)
+
+/* Fill in the built-in defaults (socket under $XDG_RUNTIME_DIR, ...). */
+void config_init(struct config *);
+/*
+ * Read a file over the values already in the config. On error returns -1
+ * and sets *cause to one message "FILE:LINE: what is wrong"; the config
+ * may then be partly changed and should be discarded.
+ */
+int config_load(struct config *, const char *path, char **cause);
+/* Free everything the config owns. */
+void config_finish(struct config *);
+const char *config_exists_name(enum exists_policy);
+
+#endif

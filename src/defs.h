@@ -1,0 +1,38 @@
+/* Limits and protocol constants, in one place. */
+#ifndef DEFS_H
+#define DEFS_H
+
+#ifndef IMGFETCHD_VERSION
+#define IMGFETCHD_VERSION "0.0.0"
+#endif
+
+#define API_PREFIX "/v1"
+
+/* Bytes a transfer hands the writer pool in one piece. */
+#define CHUNK_SIZE (128 * 1024)
+/* A transfer whose unwritten bytes reach this is paused ... */
+#define PENDING_PAUSE_BYTES (4 * CHUNK_SIZE)
+/* ... and resumed once the writer has brought them down to this. */
+#define PENDING_RESUME_BYTES (1 * CHUNK_SIZE)
+
+/* Events streams carry progress no more often than this. */
+#define PROGRESS_INTERVAL_MS 250
+
+/* One path component on disk, and a whole relative path. */
+#define NAME_MAX_BYTES 255
+#define RELPATH_MAX_BYTES 4000
+/* Longest URL accepted in a job. */
+#define URL_MAX_BYTES 8192
+/* Most URLs in one job and most headers a job may add. */
+#define JOB_MAX_URLS 100000
+#define JOB_MAX_HEADERS 64
+/* Numeric suffixes tried for an existing final name. */
+#define SUFFIX_MAX 9999
+
+/* Seconds a client is told to wait when the queue is full. */
+#define RETRY_AFTER_SECONDS 5
+
+#define DEFAULT_NAME_TEMPLATE "{host}/{name}"
+#define DEFAULT_FALLBACK_NAME "index"
+
+#endif

@@ -1,0 +1,50 @@
+/* Parsing of job submissions: JSON bodies and text/uri-list bodies. */
+#ifndef REQUEST_H
+#define REQUEST_H
+
+#include <stddef.h>
+
+struct job_request {
+	char **urls;     /* checked absolute http(s) URLs */
+	size_t nurls;
+	char *dir;       /* checked relative dir, or NULL */
+	char *name;      /* checked name template, or NULL */
+	char **headers;  /* "Name: value", checked, or none */
+	size_t nheaders;
+};
+
+/*
+ * Parse {"urls": [...], "dir": "...", "name": "...", "headers": {...}}.
+ * Unknown fields, wrong types, bad URLs (message gives the index), unsafe
+ * dir/name and bad headers are refused: -1 with *cause set (caller frees),
+ * the request left empty. On success the request owns its strings.
+ */
+int request_parse_json(struct job_request *, const char *body, size_t len,
+    char **cause);
+
+/*
+ * Parse a text/uri-list body: one URL per line, CRLF or LF, '#' comments
+ * and blank lines skipped; a bad URL is refused naming its line number.
+ * dir and name (either may be NULL) come from the query string.
+ */
+int request_parse_urilist(struct job_request *, const char *body, size_t len,
+    const char *dir, const char *name, char **cause);
+
+/* Check one URL: absolute, http or https, with a host. */
+int request_check_url(const char *url, char **cause);
+
+/* Longest "Name: value" header accepted from a job or the config. */
+#define REQUEST_HEADER_MAX_BYTES 8192
+
+/*
+ * Check one extra header: the name an RFC 7230 token, the value without
+ * CR, LF, NUL or other control characters (tab is allowed).
+ */
+int request_check_header(const char *name, const char *value, char **cause);
+/* Check a "Name: value" line as found in the config file. */
+int request_check_header_line(const char *line, char **cause);
+
+/* Free what the request owns and zero it. */
+void request_finish(struct job_request *);
+
+#endif

@@ -1,0 +1,780 @@
+/*
+ * DESIGN
+ *
+ * The writer pool does all file I/O for downloads so that a slow disk never
+ * stalls the event loop: mkdir, open of NAME.part, write, fsync, rename and
+ * unlink all run on one of a fixed number of worker threads.
+ *
+ * What crosses the thread boundary, and who owns what:
+ * - A struct wfile is created and freed on the loop thread. Its "loop" part
+ *   (the chunk being filled, the callback) is touched only there; its
+ *   "worker" part (directory fd, file fd, names, error) only by the one
+ *   worker that holds the file; the "shared" part (the op queue, flags,
+ *   pending byte count) only under writer->lock.
+ * - A chunk is filled on the loop thread, then handed over inside an op;
+ *   from then on the worker owns it and frees it once written.
+ * - Ops of one file run in order: a file is on the ready queue at most once
+ *   and held by at most one worker, which takes all its queued ops and runs
+ *   them with the lock released. Different files run in parallel.
+ * - Workers report back by putting the file on the completion queue and
+ *   activating a libevent event (evthread_use_pthreads is on); the loop
+ *   thread drains that queue and calls the owners' callbacks. Workers never
+ *   touch libevent otherwise, nor libcurl, nor job state.
+ * - Commit and abort are the last op of a file; once a worker has run one
+ *   it never touches the file again, and the loop frees it after WFILE_DONE.
+ * Workers block all signals, so only the main thread sees them.
+ */
+#include <sys/queue.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "defs.h"
+#include "log.h"
+#include "writer.h"
+#include "xmalloc.h"
+
+#ifndef RENAME_NOREPLACE
+#define RENAME_NOREPLACE (1 << 0)
+#endif
+
+enum op_type { OP_WRITE, OP_COMMIT, OP_ABORT };
+
+struct op {
+	enum op_type type;
+	char *data;
+	size_t len;
+	TAILQ_ENTRY(op) entry;
+};
+TAILQ_HEAD(op_list, op);
+
+struct wfile {
+	struct writer *writer;
+	/* Set at open, read-only afterwards. */
+	char *relpath;
+	enum exists_policy policy;
+	int do_fsync;
+	wfile_cb cb;
+	void *arg;
+
+	/* Loop thread only. */
+	char *buf;
+	size_t buflen;
+	size_t bufcap;
+	int closing;
+
+	/* Shared, under writer->lock. */
+	struct op_list ops;
+	int queued;   /* on the ready queue */
+	int running;  /* held by a worker */
+	int in_done;  /* on the completion queue */
+	size_t pending;
+	int want_drain;
+	int ev_drained;
+	int ev_failed;
+	int ev_done;
+	TAILQ_ENTRY(wfile) ready_entry;
+	TAILQ_ENTRY(wfile) done_entry;
+
+	/* Worker only (and the loop thread after WFILE_DONE). */
+	int dirfd;
+	int fd;
+	char *dirpart;   /* directory part of relpath, "" for the root */
+	char *base;      /* final base name wanted */
+	char *partname;  /* base name of the .part file, once open */
+	char *partkey;   /* its relative path, as claimed in writer->parts */
+	char *finalpath; /* relative path it was renamed to */
+	char *error;
+	int failed;
+	int ok;
+	int skipped;
+};
+TAILQ_HEAD(wfile_list, wfile);
+
+struct writer {
+	int rootfd;
+	int nthreads;
+	pthread_t *threads;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct wfile_list ready;
+	struct wfile_list done;
+	size_t open_files;
+	int stopping;
+	struct event *done_ev;
+	/* Base names of .part files being written, so two items never share one. */
+	char **parts;
+	size_t nparts;
+};
+
+static void *writer_main(void *);
+static void writer_done_cb(int, short, void *);
+
+/* Start the pool. */
+struct writer *
+writer_create(struct event_base *base, int rootfd, int nthreads)
+{
+	struct writer *w;
+	sigset_t all, old;
+	int i, error;
+
+	w = xcalloc(1, sizeof *w);
+	w->rootfd = rootfd;
+	w->nthreads = nthreads;
+	TAILQ_INIT(&w->ready);
+	TAILQ_INIT(&w->done);
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->done_ev = event_new(base, -1, 0, writer_done_cb, w);
+	if (w->done_ev == NULL)
+		fatalx("writer_create: event_new failed");
+	w->threads = xcalloc((size_t)nthreads, sizeof *w->threads);
+
+	/* Workers inherit a full signal mask: only the main thread handles signals. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (i = 0; i < nthreads; i++) {
+		error = pthread_create(&w->threads[i], NULL, writer_main, w);
+		if (error != 0) {
+			errno = error;
+			fatal("writer_create: pthread_create");
+		}
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	log_debug("writer: %d worker threads", nthreads);
+	return w;
+}
+
+/* Stop and join the workers, then free the pool. */
+void
+writer_destroy(struct writer *w)
+{
+	int i;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stopping = 1;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	for (i = 0; i < w->nthreads; i++)
+		pthread_join(w->threads[i], NULL);
+	if (w->open_files != 0)
+		log_warnx("writer_destroy: %zu files still open", w->open_files);
+	event_free(w->done_ev);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+	free(w->parts);
+	free(w->threads);
+	free(w);
+}
+
+/* Files not yet done. */
+size_t
+writer_open_files(struct writer *w)
+{
+	return w->open_files;
+}
+
+/* Begin a file; nothing touches the disk yet. */
+struct wfile *
+wfile_open(struct writer *w, const char *relpath, enum exists_policy policy,
+    int do_fsync, wfile_cb cb, void *arg)
+{
+	struct wfile *f;
+	const char *slash;
+
+	f = xcalloc(1, sizeof *f);
+	f->writer = w;
+	f->relpath = xstrdup(relpath);
+	f->policy = policy;
+	f->do_fsync = do_fsync;
+	f->cb = cb;
+	f->arg = arg;
+	f->dirfd = -1;
+	f->fd = -1;
+	TAILQ_INIT(&f->ops);
+	if ((slash = strrchr(relpath, '/')) != NULL) {
+		f->dirpart = xstrndup(relpath, (size_t)(slash - relpath));
+		f->base = xstrdup(slash + 1);
+	} else {
+		f->dirpart = xstrdup("");
+		f->base = xstrdup(relpath);
+	}
+	w->open_files++;
+	return f;
+}
+
+/* Queue an op for the file and make sure a worker will see it. */
+static void
+wfile_push(struct wfile *f, enum op_type type, char *data, size_t len)
+{
+	struct writer *w = f->writer;
+	struct op *op;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = type;
+	op->data = data;
+	op->len = len;
+	pthread_mutex_lock(&w->lock);
+	TAILQ_INSERT_TAIL(&f->ops, op, entry);
+	f->pending += len;
+	if (!f->queued && !f->running) {
+		f->queued = 1;
+		TAILQ_INSERT_TAIL(&w->ready, f, ready_entry);
+		pthread_cond_signal(&w->cond);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
+/* Hand the chunk being filled to the pool. */
+static void
+wfile_flush(struct wfile *f)
+{
+	if (f->buflen == 0)
+		return;
+	wfile_push(f, OP_WRITE, f->buf, f->buflen);
+	f->buf = NULL;
+	f->buflen = f->bufcap = 0;
+}
+
+/* Copy bytes into chunks; full chunks go to the pool. */
+void
+wfile_write(struct wfile *f, const void *data, size_t len)
+{
+	const char *p = data;
+	size_t n, want;
+
+	while (len > 0) {
+		if (f->buflen == f->bufcap) {
+			if (f->bufcap == CHUNK_SIZE)
+				wfile_flush(f);
+			/* Grow in steps so small images do not cost a whole chunk. */
+			want = f->buflen + len;
+			if (want < 16384)
+				want = 16384;
+			if (want > CHUNK_SIZE)
+				want = CHUNK_SIZE;
+			if (want < f->bufcap * 2 && f->bufcap * 2 <= CHUNK_SIZE)
+				want = f->bufcap * 2;
+			f->buf = xrealloc(f->buf, want);
+			f->bufcap = want;
+		}
+		n = f->bufcap - f->buflen;
+		if (n > len)
+			n = len;
+		memcpy(f->buf + f->buflen, p, n);
+		f->buflen += n;
+		p += n;
+		len -= n;
+	}
+	if (f->buflen == CHUNK_SIZE)
+		wfile_flush(f);
+}
+
+/* Bytes not yet on disk. */
+size_t
+wfile_pending(struct wfile *f)
+{
+	size_t n;
+
+	pthread_mutex_lock(&f->writer->lock);
+	n = f->pending;
+	pthread_mutex_unlock(&f->writer->lock);
+	return n + f->buflen;
+}
+
+/* Ask for WFILE_DRAINED once the pending bytes are low again. */
+void
+wfile_want_drain(struct wfile *f)
+{
+	struct writer *w = f->writer;
+	int now = 0;
+
+	pthread_mutex_lock(&w->lock);
+	if (f->pending + f->buflen <= PENDING_RESUME_BYTES) {
+		/* Already low: report through the queue, never re-entrantly. */
+		now = 1;
+		f->ev_drained = 1;
+		if (!f->in_done) {
+			f->in_done = 1;
+			TAILQ_INSERT_TAIL(&w->done, f, done_entry);
+		}
+	} else
+		f->want_drain = 1;
+	pthread_mutex_unlock(&w->lock);
+	if (now)
+		event_active(w->done_ev, 0, 0);
+}
+
+/* Write the rest and rename into place. */
+void
+wfile_commit(struct wfile *f)
+{
+	if (f->closing)
+		fatalx("wfile_commit: %s closed twice", f->relpath);
+	f->closing = 1;
+	wfile_flush(f);
+	wfile_push(f, OP_COMMIT, NULL, 0);
+}
+
+/* Drop the file and its .part. */
+void
+wfile_abort(struct wfile *f)
+{
+	if (f->closing)
+		fatalx("wfile_abort: %s closed twice", f->relpath);
+	f->closing = 1;
+	free(f->buf);
+	f->buf = NULL;
+	f->buflen = f->bufcap = 0;
+	wfile_push(f, OP_ABORT, NULL, 0);
+}
+
+/* Whether the commit put the file in place. */
+int
+wfile_ok(struct wfile *f)
+{
+	return f->ok ? 0 : -1;
+}
+
+/* The final relative path. */
+const char *
+wfile_path(struct wfile *f)
+{
+	return f->finalpath != NULL ? f->finalpath : f->relpath;
+}
+
+/* The failure text. */
+const char *
+wfile_error(struct wfile *f)
+{
+	const char *e;
+
+	pthread_mutex_lock(&f->writer->lock);
+	e = f->error;
+	pthread_mutex_unlock(&f->writer->lock);
+	return e != NULL ? e : "unknown error";
+}
+
+/* Whether an existing file was left in place. */
+int
+wfile_skipped(struct wfile *f)
+{
+	return f->skipped;
+}
+
+/* Free a finished file. */
+static void
+wfile_free(struct wfile *f)
+{
+	struct op *op;
+
+	while ((op = TAILQ_FIRST(&f->ops)) != NULL) {
+		TAILQ_REMOVE(&f->ops, op, entry);
+		free(op->data);
+		free(op);
+	}
+	free(f->buf);
+	free(f->relpath);
+	free(f->dirpart);
+	free(f->base);
+	free(f->partname);
+	free(f->partkey);
+	free(f->finalpath);
+	free(f->error);
+	free(f);
+}
+
+/* Loop thread: deliver worker reports to the owners. */
+static void
+writer_done_cb(int fd, short what, void *arg)
+{
+	struct writer *w = arg;
+	struct wfile_list list;
+	struct wfile *f;
+	int drained, failed, done;
+
+	TAILQ_INIT(&list);
+	pthread_mutex_lock(&w->lock);
+	TAILQ_CONCAT(&list, &w->done, done_entry);
+	pthread_mutex_unlock(&w->lock);
+
+	while ((f = TAILQ_FIRST(&list)) != NULL) {
+		TAILQ_REMOVE(&list, f, done_entry);
+		pthread_mutex_lock(&w->lock);
+		f->in_done = 0;
+		drained = f->ev_drained;
+		failed = f->ev_failed;
+		done = f->ev_done;
+		f->ev_drained = f->ev_failed = 0;
+		pthread_mutex_unlock(&w->lock);
+
+		if (done) {
+			w->open_files--;
+			f->cb(f, WFILE_DONE, f->arg);
+			wfile_free(f);
+			continue;
+		}
+		if (failed)
+			f->cb(f, WFILE_FAILED, f->arg);
+		else if (drained)
+			f->cb(f, WFILE_DRAINED, f->arg);
+	}
+}
+
+/* Worker: record the first failure of a file. */
+static void
+wfile_fail(struct wfile *f, const char *what, const char *name, int error)
+{
+	char *msg;
+
+	xasprintf(&msg, "%s %s%s%s: %s", what, f->dirpart,
+	    *f->dirpart != '\0' ? "/" : "", name, strerror(error));
+	log_warnx("writer: %s", msg);
+	pthread_mutex_lock(&f->writer->lock);
+	if (f->error == NULL)
+		f->error = msg;
+	else
+		free(msg);
+	pthread_mutex_unlock(&f->writer->lock);
+	f->failed = 1;
+}
+
+/* Worker: open (creating as needed) each directory of the file's path. */
+static int
+wfile_open_dir(struct wfile *f)
+{
+	char *copy, *p, *comp;
+	int fd, next;
+
+	fd = dup(f->writer->rootfd);
+	if (fd == -1) {
+		wfile_fail(f, "open", ".", errno);
+		return -1;
+	}
+	copy = xstrdup(f->dirpart);
+	for (p = copy; (comp = strsep(&p, "/")) != NULL;) {
+		if (*comp == '\0')
+			continue;
+		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+		    O_CLOEXEC);
+		if (next == -1 && errno == ENOENT) {
+			if (mkdirat(fd, comp, 0755) == -1 && errno != EEXIST) {
+				wfile_fail(f, "mkdir", comp, errno);
+				goto fail;
+			}
+			next = openat(fd, comp, O_RDONLY | O_DIRECTORY |
+			    O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (next == -1) {
+			wfile_fail(f, "open directory", comp, errno);
+			goto fail;
+		}
+		close(fd);
+		fd = next;
+	}
+	free(copy);
+	f->dirfd = fd;
+	return 0;
+fail:
+	free(copy);
+	close(fd);
+	return -1;
+}
+
+/* Name base with suffix k before its extension: "a.png", 2 -> "a-2.png". */
+static char *
+wfile_suffixed(const char *base, int k)
+{
+	const char *dot;
+	char *s;
+
+	if (k == 0)
+		return xstrdup(base);
+	dot = strrchr(base, '.');
+	if (dot == NULL || dot == base)
+		xasprintf(&s, "%s-%d", base, k);
+	else
+		xasprintf(&s, "%.*s-%d%s", (int)(dot - base), base, k, dot);
+	return s;
+}
+
+/* Worker: claim a .part name no other file of this pool is using. */
+static void
+wfile_claim_part(struct wfile *f)
+{
+	struct writer *w = f->writer;
+	char *name, *cand;
+	size_t i;
+	int k, used;
+
+	pthread_mutex_lock(&w->lock);
+	for (k = 0;; k++) {
+		cand = wfile_suffixed(f->base, k);
+		xasprintf(&name, "%s%s%s.part", f->dirpart,
+		    *f->dirpart != '\0' ? "/" : "", cand);
+		free(cand);
+		used = 0;
+		for (i = 0; i < w->nparts; i++) {
+			if (strcmp(w->parts[i], name) == 0) {
+				used = 1;
+				break;
+			}
+		}
+		if (!used)
+			break;
+		free(name);
+	}
+	w->parts = xreallocarray(w->parts, w->nparts + 1, sizeof *w->parts);
+	w->parts[w->nparts++] = name;
+	pthread_mutex_unlock(&w->lock);
+	cand = strrchr(name, '/');
+	f->partname = xstrdup(cand != NULL ? cand + 1 : name);
+	f->partkey = name;
+}
+
+/* Worker: give the .part name back. */
+static void
+wfile_release_part(struct wfile *f)
+{
+	struct writer *w = f->writer;
+	size_t i;
+
+	pthread_mutex_lock(&w->lock);
+	for (i = 0; i < w->nparts; i++) {
+		if (w->parts[i] == f->partkey) {
+			w->parts[i] = w->parts[--w->nparts];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	free(f->partkey);
+	f->partkey = NULL;
+}
+
+/* Worker: make sure the .part file is open. */
+static int
+wfile_ensure_open(struct wfile *f)
+{
+	if (f->fd != -1)
+		return 0;
+	if (f->failed)
+		return -1;
+	if (wfile_open_dir(f) == -1)
+		return -1;
+	wfile_claim_part(f);
+	f->fd = openat(f->dirfd, f->partname, O_WRONLY | O_CREAT | O_TRUNC |
+	    O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (f->fd == -1) {
+		wfile_fail(f, "open", f->partname, errno);
+		wfile_release_part(f);
+		free(f->partname);
+		f->partname = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Worker: write one chunk fully. */
+static void
+wfile_do_write(struct wfile *f, const char *data, size_t len)
+{
+	ssize_t n;
+
+	if (wfile_ensure_open(f) == -1)
+		return;
+	while (len > 0) {
+		n = write(f->fd, data, len);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			wfile_fail(f, "write", f->partname, errno);
+			return;
+		}
+		data += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Worker: rename the .part to name, never replacing unless overwrite. */
+static int
+wfile_rename(struct wfile *f, const char *name, int noreplace)
+{
+	if (!noreplace)
+		return renameat(f->dirfd, f->partname, f->dirfd, name);
+	if (renameat2(f->dirfd, f->partname, f->dirfd, name,
+	    RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* File systems without RENAME_NOREPLACE: link fails on EEXIST too. */
+	if (linkat(f->dirfd, f->partname, f->dirfd, name, 0) == -1)
+		return -1;
+	if (unlinkat(f->dirfd, f->partname, 0) == -1)
+		log_warn("writer: unlink %s", f->partname);
+	return 0;
+}
+
+/* Worker: close the file and remove the .part. */
+static void
+wfile_do_abort(struct wfile *f)
+{
+	if (f->fd != -1) {
+		close(f->fd);
+		f->fd = -1;
+	}
+	if (f->partname != NULL) {
+		if (unlinkat(f->dirfd, f->partname, 0) == -1 && errno != ENOENT)
+			log_warn("writer: unlink %s", f->partname);
+		wfile_release_part(f);
+	}
+}
+
+/* Worker: fsync, close and rename into place under the exists policy. */
+static void
+wfile_do_commit(struct wfile *f)
+{
+	char *name;
+	int k, error;
+
+	/* An empty body still makes an empty file. */
+	if (wfile_ensure_open(f) == -1 || f->failed)
+		goto fail;
+	if (f->do_fsync && fsync(f->fd) == -1) {
+		wfile_fail(f, "fsync", f->partname, errno);
+		goto fail;
+	}
+	error = close(f->fd);
+	f->fd = -1;
+	if (error == -1) {
+		wfile_fail(f, "close", f->partname, errno);
+		goto fail;
+	}
+
+	for (k = 0;; k++) {
+		name = wfile_suffixed(f->base, k);
+		if (wfile_rename(f, name, f->policy != EXISTS_OVERWRITE) == 0)
+			break;
+		error = errno;
+		if (error == EEXIST && f->policy == EXISTS_SKIP) {
+			/* The existing file stays; ours is dropped. */
+			f->skipped = 1;
+			unlinkat(f->dirfd, f->partname, 0);
+			break;
+		}
+		free(name);
+		if (error != EEXIST || f->policy != EXISTS_SUFFIX ||
+		    k == SUFFIX_MAX) {
+			wfile_fail(f, "rename to", f->base, error);
+			goto fail;
+		}
+	}
+	if (f->do_fsync && fsync(f->dirfd) == -1)
+		log_warn("writer: fsync directory %s", f->dirpart);
+	wfile_release_part(f);
+	xasprintf(&f->finalpath, "%s%s%s", f->dirpart,
+	    *f->dirpart != '\0' ? "/" : "", name);
+	free(name);
+	f->ok = 1;
+	return;
+fail:
+	wfile_do_abort(f);
+}
+
+/* Worker thread: take files off the ready queue and run their ops. */
+static void *
+writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct wfile *f;
+	struct op_list ops;
+	struct op *op;
+	size_t written;
+	int was_failed, finished, notify;
+
+	pthread_mutex_lock(&w->lock);
+	for (;;) {
+		while (TAILQ_EMPTY(&w->ready) && !w->stopping)
+			pthread_cond_wait(&w->cond, &w->lock);
+		if ((f = TAILQ_FIRST(&w->ready)) == NULL)
+			break;
+		TAILQ_REMOVE(&w->ready, f, ready_entry);
+		f->queued = 0;
+		f->running = 1;
+		TAILQ_INIT(&ops);
+		TAILQ_CONCAT(&ops, &f->ops, entry);
+		pthread_mutex_unlock(&w->lock);
+
+		was_failed = f->failed;
+		written = 0;
+		finished = 0;
+		while ((op = TAILQ_FIRST(&ops)) != NULL) {
+			TAILQ_REMOVE(&ops, op, entry);
+			switch (op->type) {
+			case OP_WRITE:
+				if (!f->failed)
+					wfile_do_write(f, op->data, op->len);
+				written += op->len;
+				break;
+			case OP_COMMIT:
+				wfile_do_commit(f);
+				finished = 1;
+				break;
+			case OP_ABORT:
+				wfile_do_abort(f);
+				finished = 1;
+				break;
+			}
+			free(op->data);
+			free(op);
+		}
+		if (finished && f->dirfd != -1) {
+			close(f->dirfd);
+			f->dirfd = -1;
+		}
+
+		pthread_mutex_lock(&w->lock);
+		f->running = 0;
+		f->pending -= written;
+		notify = 0;
+		if (finished) {
+			f->ev_done = 1;
+			notify = 1;
+		} else {
+			if (f->failed && !was_failed) {
+				f->ev_failed = 1;
+				notify = 1;
+			}
+			if (f->want_drain && f->pending <= PENDING_RESUME_BYTES) {
+				f->want_drain = 0;
+				f->ev_drained = 1;
+				notify = 1;
+			}
+			if (!TAILQ_EMPTY(&f->ops)) {
+				f->queued = 1;
+				TAILQ_INSERT_TAIL(&w->ready, f, ready_entry);
+			}
+		}
+		if (notify && !f->in_done) {
+			f->in_done = 1;
+			TAILQ_INSERT_TAIL(&w->done, f, done_entry);
+		}
+		if (notify) {
+			pthread_mutex_unlock(&w->lock);
+			event_active(w->done_ev, 0, 0);
+			pthread_mutex_lock(&w->lock);
+		}
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
