@@ -117,7 +117,7 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct job_watch *w, *tmp;
 	struct item *it;
 	struct job *j;
-	json_t *ev, *list;
+	json_t *ev, *list, *p;
 	size_t i, k;
 	int keepalive;
 
@@ -133,10 +133,12 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 			it = &j->items[i];
 			if (it->transfer == NULL)
 				continue;
-			json_array_append_new(list, json_pack("{sIsIsI}",
-			    "n", (json_int_t)it->n,
-			    "bytes", (json_int_t)transfer_bytes(it->transfer),
-			    "size", (json_int_t)transfer_size(it->transfer)));
+			p = json_pack("{sIsI}", "n", (json_int_t)it->n,
+			    "bytes", (json_int_t)transfer_bytes(it->transfer));
+			if (transfer_size(it->transfer) >= 0)
+				json_object_set_new(p, "size",
+				    json_integer(transfer_size(it->transfer)));
+			json_array_append_new(list, p);
 		}
 		ev = json_pack("{sssIsIsIsIsIso}", "event", "progress",
 		    "job", (json_int_t)j->id,

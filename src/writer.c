@@ -440,7 +440,7 @@ wfile_fail(struct wfile *f, const char *what, const char *name, int error)
 
 	xasprintf(&msg, "%s %s%s%s: %s", what, f->dirpart,
 	    *f->dirpart != '\0' ? "/" : "", name, strerror(error));
-	log_warnx("writer: %s", msg);
+	log_debug("writer: %s", msg);
 	pthread_mutex_lock(&f->writer->lock);
 	if (f->error == NULL)
 		f->error = msg;
