@@ -29,10 +29,9 @@ struct config {
 };
 
 /*
- * libconfig exports a config_init() of its own and calls it from inside
- * config_read_file(), so ours must not take that symbol: config_init(c)
- * is config_defaults(c). Include <libconfig.h> before this header, if at
- * all.
+ * libconfig exports a config_init() of its own and calls it while reading
+ * a file, so ours must not take that symbol: config_init(c) is
+ * config_defaults(c). Include <libconfig.h> before this header, if at all.
  */
 #define config_init(c) config_defaults(c)
 

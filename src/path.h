@@ -34,8 +34,8 @@ struct path_vars {
  * segment (fallback DEFAULT_FALLBACK_NAME, plus .ext from the type when it
  * has none), {stem} that segment without extension, {ext} the extension
  * from the URL, else from the Content-Type, else "bin", {host}, {job},
- * {n}, {date} (YYYY-MM-DD), {time} (HHMMSS). Returns a new string, or NULL
- * with *cause set.
+ * {n}, {date} (YYYY-MM-DD), {time} (HHMMSS). A NULL tmpl means
+ * DEFAULT_NAME_TEMPLATE. Returns a new string, or NULL with *cause set.
  */
 char *path_expand(const char *dir, const char *tmpl, const struct path_vars *,
     char **cause);

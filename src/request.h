@@ -17,7 +17,9 @@ struct job_request {
  * Parse {"urls": [...], "dir": "...", "name": "...", "headers": {...}}.
  * Unknown fields, wrong types, bad URLs (message gives the index), unsafe
  * dir/name and bad headers are refused: -1 with *cause set (caller frees),
- * the request left empty. On success the request owns its strings.
+ * the request left empty. On success the request owns its strings. The
+ * request is overwritten, not freed, first. A null dir, name or headers is
+ * the same as none.
  */
 int request_parse_json(struct job_request *, const char *body, size_t len,
     char **cause);

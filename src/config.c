@@ -1,0 +1,602 @@
+/*
+ * The daemon's configuration: built-in defaults, then a libconfig file read
+ * over them. Every top-level setting must be known, of the right type and
+ * in range; anything else is refused with "FILE:LINE: what is wrong" so a
+ * reload can keep the old config.
+ *
+ * libconfig.h comes first: config.h maps our config_init() to
+ * config_defaults(), and libconfig's own config_init() is called as
+ * (config_init)(...) so that the macro does not apply.
+ */
+#include <libconfig.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "config.h"
+#include "defs.h"
+#include "log.h"
+#include "path.h"
+#include "request.h"
+#include "xmalloc.h"
+
+/* libcurl's receive buffer: its smallest and largest CURLOPT_BUFFERSIZE. */
+#define CONFIG_BUFFER_MIN 1024
+#define CONFIG_BUFFER_MAX (10 * 1024 * 1024)
+/* Largest config file read. */
+#define CONFIG_FILE_MAX (1024 * 1024)
+/* libcurl refuses timeouts above INT_MAX milliseconds. */
+#define CONFIG_TIMEOUT_MAX (INT_MAX / 1000)
+
+enum config_kind {
+	CONFIG_STRING,
+	CONFIG_INTEGER,
+	CONFIG_BOOLEAN,
+	CONFIG_MODE,
+	CONFIG_LEVEL,
+	CONFIG_EXISTS,
+	CONFIG_HEADERS
+};
+
+/* The C type of an integer field. */
+enum config_ctype { CONFIG_INT, CONFIG_LONG, CONFIG_LLONG, CONFIG_OTHER };
+
+/* One known setting: its type, range and where it goes in the config. */
+struct config_key {
+	const char *name;
+	enum config_kind kind;
+	long long min;
+	long long max;
+	size_t offset;
+	enum config_ctype ctype;
+};
+
+#define CONFIG_FIELD(f, t) offsetof(struct config, f), t
+
+static const struct config_key config_keys[] = {
+	{ "socket_path", CONFIG_STRING, 1,
+	    sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1,
+	    CONFIG_FIELD(socket_path, CONFIG_OTHER) },
+	{ "socket_mode", CONFIG_MODE, 0, 0777,
+	    CONFIG_FIELD(socket_mode, CONFIG_INT) },
+	{ "download_dir", CONFIG_STRING, 1, PATH_MAX - 1,
+	    CONFIG_FIELD(download_dir, CONFIG_OTHER) },
+	{ "workers", CONFIG_INTEGER, 1, 64,
+	    CONFIG_FIELD(workers, CONFIG_INT) },
+	{ "max_transfers", CONFIG_INTEGER, 1, 10000,
+	    CONFIG_FIELD(max_transfers, CONFIG_INT) },
+	{ "max_host_connections", CONFIG_INTEGER, 0, 10000,
+	    CONFIG_FIELD(max_host_connections, CONFIG_INT) },
+	{ "connect_timeout", CONFIG_INTEGER, 0, CONFIG_TIMEOUT_MAX,
+	    CONFIG_FIELD(connect_timeout, CONFIG_LONG) },
+	{ "timeout", CONFIG_INTEGER, 0, CONFIG_TIMEOUT_MAX,
+	    CONFIG_FIELD(timeout, CONFIG_LONG) },
+	{ "max_redirects", CONFIG_INTEGER, 0, 50,
+	    CONFIG_FIELD(max_redirects, CONFIG_INT) },
+	{ "user_agent", CONFIG_STRING, 0, REQUEST_HEADER_MAX_BYTES,
+	    CONFIG_FIELD(user_agent, CONFIG_OTHER) },
+	{ "headers", CONFIG_HEADERS, 0, JOB_MAX_HEADERS,
+	    CONFIG_FIELD(headers, CONFIG_OTHER) },
+	{ "max_item_size", CONFIG_INTEGER, 0, LLONG_MAX,
+	    CONFIG_FIELD(max_item_size, CONFIG_LLONG) },
+	{ "fsync", CONFIG_BOOLEAN, 0, 1,
+	    CONFIG_FIELD(fsync, CONFIG_INT) },
+	{ "queue_limit", CONFIG_INTEGER, 1, INT_MAX,
+	    CONFIG_FIELD(queue_limit, CONFIG_INT) },
+	{ "max_request_body", CONFIG_INTEGER, 1024, LLONG_MAX,
+	    CONFIG_FIELD(max_request_body, CONFIG_LLONG) },
+	{ "log_level", CONFIG_LEVEL, 0, 0,
+	    CONFIG_FIELD(log_level, CONFIG_INT) },
+	{ "on_exists", CONFIG_EXISTS, 0, 0,
+	    CONFIG_FIELD(on_exists, CONFIG_OTHER) },
+	{ "buffer_size", CONFIG_INTEGER, CONFIG_BUFFER_MIN, CONFIG_BUFFER_MAX,
+	    CONFIG_FIELD(buffer_size, CONFIG_LONG) },
+};
+
+static const char *const config_exists_names[] = {
+	[EXISTS_SUFFIX] = "suffix",
+	[EXISTS_OVERWRITE] = "overwrite",
+	[EXISTS_SKIP] = "skip",
+};
+
+/* Fill in the built-in defaults. */
+void
+config_init(struct config *cfg)
+{
+	const char *runtime;
+
+	memset(cfg, 0, sizeof *cfg);
+	runtime = getenv("XDG_RUNTIME_DIR");
+	if (runtime != NULL && *runtime != '\0')
+		xasprintf(&cfg->socket_path, "%s/imgfetchd.sock", runtime);
+	else
+		cfg->socket_path = xstrdup("imgfetchd.sock");
+	cfg->socket_mode = 0660;
+	cfg->download_dir = xstrdup("downloads");
+	cfg->workers = 4;
+	cfg->max_transfers = 64;
+	cfg->max_host_connections = 0;
+	cfg->connect_timeout = 30;
+	cfg->timeout = 0;
+	cfg->max_redirects = 10;
+	cfg->user_agent = xstrdup("imgfetchd/" IMGFETCHD_VERSION);
+	cfg->headers = NULL;
+	cfg->nheaders = 0;
+	cfg->max_item_size = 0;
+	cfg->fsync = 0;
+	cfg->queue_limit = 1000000;
+	cfg->max_request_body = 16 * 1024 * 1024;
+	cfg->log_level = LOG_LEVEL_INFO;
+	cfg->on_exists = EXISTS_SUFFIX;
+	cfg->buffer_size = 524288;
+}
+
+/* Free a list of headers. */
+static void
+config_free_headers(char **headers, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(headers[i]);
+	free(headers);
+}
+
+/* Free everything the config owns. */
+void
+config_finish(struct config *cfg)
+{
+	free(cfg->socket_path);
+	free(cfg->download_dir);
+	free(cfg->user_agent);
+	config_free_headers(cfg->headers, cfg->nheaders);
+	memset(cfg, 0, sizeof *cfg);
+}
+
+/* Name of an on_exists policy. */
+const char *
+config_exists_name(enum exists_policy policy)
+{
+	if ((size_t)policy >= sizeof config_exists_names /
+	    sizeof config_exists_names[0])
+		return "?";
+	return config_exists_names[policy];
+}
+
+/* Set *cause to "FILE:LINE: " and a formatted message. */
+static void __attribute__((format(printf, 4, 5)))
+config_error(char **cause, const char *file, unsigned int line,
+    const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatal("%s: vasprintf", __func__);
+	va_end(ap);
+	xasprintf(cause, "%s:%u: %s", file, line, msg);
+	free(msg);
+}
+
+/* Store a checked integer into a config field of its C type. */
+static void
+config_store_int(void *field, enum config_ctype ctype, long long value)
+{
+	switch (ctype) {
+	case CONFIG_INT:
+		*(int *)field = (int)value;
+		break;
+	case CONFIG_LONG:
+		*(long *)field = (long)value;
+		break;
+	case CONFIG_LLONG:
+		*(long long *)field = value;
+		break;
+	default:
+		fatalx("%s: not an integer field", __func__);
+	}
+}
+
+/* Parse "0660" into a mode; -1 if not 1 to 4 octal digits. */
+static int
+config_parse_mode(const char *s)
+{
+	size_t i, n;
+	int mode = 0;
+
+	n = strlen(s);
+	if (n == 0 || n > 4)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			return -1;
+		mode = mode * 8 + (s[i] - '0');
+	}
+	return mode;
+}
+
+/* Read the headers list. */
+static int
+config_set_headers(struct config *cfg, config_setting_t *s, const char *file,
+    char **cause)
+{
+	config_setting_t *elem;
+	const char *value;
+	char **headers, *why;
+	unsigned int line;
+	int i, n;
+
+	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
+	    config_setting_type(s) != CONFIG_TYPE_ARRAY) {
+		config_error(cause, file, config_setting_source_line(s),
+		    "headers: expected a list of \"Name: value\" strings");
+		return -1;
+	}
+	n = config_setting_length(s);
+	if (n > JOB_MAX_HEADERS) {
+		config_error(cause, file, config_setting_source_line(s),
+		    "headers: more than %d headers", JOB_MAX_HEADERS);
+		return -1;
+	}
+	headers = n == 0 ? NULL : xcalloc((size_t)n, sizeof *headers);
+	for (i = 0; i < n; i++) {
+		elem = config_setting_get_elem(s, (unsigned int)i);
+		line = config_setting_source_line(elem);
+		if (line == 0)
+			line = config_setting_source_line(s);
+		if (config_setting_type(elem) != CONFIG_TYPE_STRING) {
+			config_error(cause, file, line,
+			    "headers[%d]: expected a string", i);
+			goto fail;
+		}
+		value = config_setting_get_string(elem);
+		if (request_check_header_line(value, &why) != 0) {
+			config_error(cause, file, line, "headers[%d]: %s", i,
+			    why);
+			free(why);
+			goto fail;
+		}
+		headers[i] = xstrdup(value);
+	}
+	config_free_headers(cfg->headers, cfg->nheaders);
+	cfg->headers = headers;
+	cfg->nheaders = (size_t)n;
+	return 0;
+fail:
+	config_free_headers(headers, (size_t)n);
+	return -1;
+}
+
+/* Check a string setting and store a copy. */
+static int
+config_set_string(const struct config_key *key, char **field,
+    const char *value, const char *file, unsigned int line, char **cause)
+{
+	size_t len, i;
+
+	len = strlen(value);
+	if ((long long)len < key->min) {
+		config_error(cause, file, line, "%s: must not be empty",
+		    key->name);
+		return -1;
+	}
+	if ((long long)len > key->max) {
+		config_error(cause, file, line, "%s: longer than %lld bytes",
+		    key->name, key->max);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f) {
+			config_error(cause, file, line,
+			    "%s: control character not allowed", key->name);
+			return -1;
+		}
+	}
+	free(*field);
+	*field = xstrdup(value);
+	return 0;
+}
+
+/* Can this byte be part of a libconfig setting name? */
+static int
+config_is_name_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*';
+}
+
+/*
+ * libconfig 1.5 reads an integer too big for 32 bits and written without
+ * the L suffix as a wrapped-around int instead of refusing it. Find the
+ * number as written after the setting's name on its line in text and
+ * refuse the setting if libconfig read something else. A layout this does
+ * not recognise is left alone.
+ */
+static int
+config_check_wrapped(const struct config_key *key, config_setting_t *s,
+    const char *text, const char *file, char **cause)
+{
+	unsigned int line = config_setting_source_line(s), l;
+	const char *p = text, *start, *end, *q, *bad = NULL;
+	long long value;
+	size_t len = strlen(key->name);
+	int base, badlen = 0, range = 0;
+	char *ep;
+
+	for (l = 1; l < line && p != NULL; l++) {
+		if ((p = strchr(p, '\n')) != NULL)
+			p++;
+	}
+	if (p == NULL)
+		return 0;
+	start = p;
+	end = p + strcspn(p, "\n");
+	for (q = start; (q = memmem(q, (size_t)(end - q), key->name, len)) !=
+	    NULL; q += len) {
+		if ((q != start && config_is_name_char(q[-1])) ||
+		    config_is_name_char(q[len]))
+			continue;
+		p = q + len;
+		p += strspn(p, " \t");
+		if (*p != '=' && *p != ':')
+			continue;
+		p++;
+		p += strspn(p, " \t");
+		base = (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) ? 16 : 10;
+		errno = 0;
+		value = strtoll(p, &ep, base);
+		if (ep == p || *ep == 'L')
+			continue;
+		if (errno != ERANGE && value == config_setting_get_int64(s))
+			return 0;
+		/* Prefer the number that wraps to what libconfig read. */
+		if (bad == NULL || (errno != ERANGE && (int)(unsigned int)
+		    value == config_setting_get_int(s))) {
+			bad = p;
+			badlen = (int)(ep - p);
+			range = (errno == ERANGE);
+		}
+	}
+	if (bad == NULL)
+		return 0;
+	if (range) {
+		config_error(cause, file, line, "%s: %.*s out of range",
+		    key->name, badlen, bad);
+	} else {
+		config_error(cause, file, line, "%s: %.*s is too big for a "
+		    "plain integer; write %.*sL", key->name, badlen, bad,
+		    badlen, bad);
+	}
+	return -1;
+}
+
+/* Check one top-level setting and store its value. */
+static int
+config_set(struct config *cfg, const struct config_key *key,
+    config_setting_t *s, const char *file, const char *text, char **cause)
+{
+	unsigned int line = config_setting_source_line(s);
+	void *field = (char *)cfg + key->offset;
+	const char *str;
+	char *p;
+	long long value;
+	int type, v;
+
+	type = config_setting_type(s);
+	switch (key->kind) {
+	case CONFIG_INTEGER:
+		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+			config_error(cause, file, line,
+			    "%s: expected an integer", key->name);
+			return -1;
+		}
+		if (type == CONFIG_TYPE_INT && text != NULL &&
+		    config_check_wrapped(key, s, text, file, cause) != 0)
+			return -1;
+		value = config_setting_get_int64(s);
+		if (value < key->min || value > key->max) {
+			if (key->max == LLONG_MAX || key->max == INT_MAX) {
+				config_error(cause, file, line,
+				    "%s: %lld out of range (at least %lld)",
+				    key->name, value, key->min);
+			} else {
+				config_error(cause, file, line,
+				    "%s: %lld out of range (%lld..%lld)",
+				    key->name, value, key->min, key->max);
+			}
+			return -1;
+		}
+		config_store_int(field, key->ctype, value);
+		return 0;
+	case CONFIG_BOOLEAN:
+		if (type != CONFIG_TYPE_BOOL) {
+			config_error(cause, file, line,
+			    "%s: expected true or false", key->name);
+			return -1;
+		}
+		*(int *)field = config_setting_get_bool(s) ? 1 : 0;
+		return 0;
+	case CONFIG_HEADERS:
+		return config_set_headers(cfg, s, file, cause);
+	default:
+		break;
+	}
+
+	/* The rest are strings. */
+	if (type != CONFIG_TYPE_STRING) {
+		config_error(cause, file, line, "%s: expected a string",
+		    key->name);
+		return -1;
+	}
+	str = config_setting_get_string(s);
+	switch (key->kind) {
+	case CONFIG_STRING:
+		return config_set_string(key, field, str, file, line, cause);
+	case CONFIG_MODE:
+		if ((v = config_parse_mode(str)) == -1) {
+			config_error(cause, file, line, "%s: expected octal "
+			    "digits like \"0660\"", key->name);
+			return -1;
+		}
+		if (v > key->max) {
+			config_error(cause, file, line, "%s: \"%s\" out of "
+			    "range (at most \"0777\")", key->name, str);
+			return -1;
+		}
+		*(int *)field = v;
+		return 0;
+	case CONFIG_LEVEL:
+		if ((v = log_level_parse(str)) != -1) {
+			*(int *)field = v;
+			return 0;
+		}
+		p = path_printable(str, strlen(str));
+		config_error(cause, file, line, "%s: \"%s\" is not one of "
+		    "error, warn, info, debug", key->name, p);
+		free(p);
+		return -1;
+	case CONFIG_EXISTS:
+		for (v = 0; v < (int)(sizeof config_exists_names /
+		    sizeof config_exists_names[0]); v++) {
+			if (strcmp(str, config_exists_names[v]) == 0) {
+				*(enum exists_policy *)field =
+				    (enum exists_policy)v;
+				return 0;
+			}
+		}
+		p = path_printable(str, strlen(str));
+		config_error(cause, file, line, "%s: \"%s\" is not one of "
+		    "suffix, overwrite, skip", key->name, p);
+		free(p);
+		return -1;
+	default:
+		fatalx("%s: bad kind %d", __func__, (int)key->kind);
+	}
+}
+
+/* Read a whole config file into a string. */
+static char *
+config_read_text(const char *path, char **cause)
+{
+	char *buf = NULL;
+	size_t len = 0, size = 0, n;
+	FILE *f;
+
+	if ((f = fopen(path, "r")) == NULL) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		if (size - len < 4096) {
+			size += 65536;
+			buf = xrealloc(buf, size + 1);
+		}
+		n = fread(buf + len, 1, size - len, f);
+		len += n;
+		if (n == 0)
+			break;
+		if (len > CONFIG_FILE_MAX) {
+			xasprintf(cause, "%s: larger than %d bytes", path,
+			    CONFIG_FILE_MAX);
+			goto fail;
+		}
+	}
+	if (ferror(f)) {
+		xasprintf(cause, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (memchr(buf, '\0', len) != NULL) {
+		xasprintf(cause, "%s: contains a NUL byte", path);
+		goto fail;
+	}
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+fail:
+	free(buf);
+	fclose(f);
+	return NULL;
+}
+
+/* Read a file over the values already in the config. */
+int
+config_load(struct config *cfg, const char *path, char **cause)
+{
+	config_t lc;
+	config_setting_t *root, *s;
+	const struct config_key *key;
+	const char *file, *name, *inc_file = NULL;
+	char *text, *inc_text = NULL, *why = NULL, *dir, *slash;
+	size_t k;
+	int i, n, rc = -1;
+
+	if ((text = config_read_text(path, cause)) == NULL)
+		return -1;
+	(config_init)(&lc);
+	dir = xstrdup(path);
+	if ((slash = strrchr(dir, '/')) != NULL) {
+		slash[1] = '\0';
+		config_set_include_dir(&lc, dir);
+	}
+	if (config_read_string(&lc, text) != CONFIG_TRUE) {
+		file = config_error_file(&lc);
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {
+			xasprintf(cause, "%s: %s", file != NULL ? file : path,
+			    config_error_text(&lc));
+		} else {
+			config_error(cause, file != NULL ? file : path,
+			    (unsigned int)config_error_line(&lc), "%s",
+			    config_error_text(&lc));
+		}
+		goto fail;
+	}
+
+	root = config_root_setting(&lc);
+	n = config_setting_length(root);
+	for (i = 0; i < n; i++) {
+		s = config_setting_get_elem(root, (unsigned int)i);
+		name = config_setting_name(s);
+		file = config_setting_source_file(s);
+		key = NULL;
+		for (k = 0; k < sizeof config_keys / sizeof config_keys[0];
+		    k++) {
+			if (strcmp(name, config_keys[k].name) == 0)
+				key = &config_keys[k];
+		}
+		if (key == NULL) {
+			config_error(cause, file != NULL ? file : path,
+			    config_setting_source_line(s),
+			    "unknown setting \"%s\"", name);
+			goto fail;
+		}
+		if (file == NULL) {
+			if (config_set(cfg, key, s, path, text, cause) != 0)
+				goto fail;
+			continue;
+		}
+		/* A setting from an @include file: check against its text. */
+		if (inc_file == NULL || strcmp(inc_file, file) != 0) {
+			free(inc_text);
+			inc_text = config_read_text(file, &why);
+			free(why);
+			why = NULL;
+			inc_file = file;
+		}
+		if (config_set(cfg, key, s, file, inc_text, cause) != 0)
+			goto fail;
+	}
+	rc = 0;
+fail:
+	config_destroy(&lc);
+	free(dir);
+	free(inc_text);
+	free(text);
+	return rc;
+}

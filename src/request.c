@@ -1,0 +1,451 @@
+/*
+ * Parsing of job submissions. A request is either a JSON object or a
+ * text/uri-list; both end as the same struct job_request, with every URL,
+ * path and header checked. Messages are short, start with the field name
+ * (or "line N") and quote client text only through path_printable, so
+ * they are always printable UTF-8.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "defs.h"
+#include "log.h"
+#include "path.h"
+#include "request.h"
+#include "xmalloc.h"
+
+static const char *const request_fields[] = { "urls", "dir", "name",
+	"headers" };
+
+/* Check one URL: absolute, http or https, with a host. */
+int
+request_check_url(const char *url, char **cause)
+{
+	CURLU *h;
+	CURLUcode uc;
+	char *scheme = NULL, *host = NULL, *p;
+	size_t len, i;
+	int rc = -1;
+
+	len = strlen(url);
+	if (len == 0) {
+		xasprintf(cause, "empty URL");
+		return -1;
+	}
+	if (len > URL_MAX_BYTES) {
+		xasprintf(cause, "URL longer than %d bytes", URL_MAX_BYTES);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f) {
+			xasprintf(cause,
+			    "URL contains a space or control character");
+			return -1;
+		}
+	}
+	if (!path_is_utf8(url, len)) {
+		xasprintf(cause, "URL is not valid UTF-8");
+		return -1;
+	}
+
+	if ((h = curl_url()) == NULL)
+		fatalx("%s: curl_url failed", __func__);
+	uc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	if (uc == CURLUE_BAD_SLASHES) {
+		/* "javascript:x" and the like: ask again to name the cause. */
+		uc = curl_url_set(h, CURLUPART_URL, url, 0);
+	}
+	switch (uc) {
+	case CURLUE_OK:
+		break;
+	case CURLUE_UNSUPPORTED_SCHEME:
+		xasprintf(cause, "unsupported scheme (only http and https)");
+		goto fail;
+	case CURLUE_BAD_SCHEME:
+	case CURLUE_NO_SCHEME:
+		xasprintf(cause, "not an absolute http or https URL");
+		goto fail;
+	case CURLUE_NO_HOST:
+		xasprintf(cause, "URL has no host");
+		goto fail;
+	default:
+		xasprintf(cause, "invalid URL: %s", curl_url_strerror(uc));
+		goto fail;
+	}
+	if (curl_url_get(h, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+		xasprintf(cause, "not an absolute http or https URL");
+		goto fail;
+	}
+	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+		p = path_printable(scheme, strlen(scheme));
+		xasprintf(cause, "unsupported scheme \"%s\" (only http and "
+		    "https)", p);
+		free(p);
+		goto fail;
+	}
+	if (curl_url_get(h, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    *host == '\0') {
+		xasprintf(cause, "URL has no host");
+		goto fail;
+	}
+	rc = 0;
+fail:
+	curl_free(host);
+	curl_free(scheme);
+	curl_url_cleanup(h);
+	return rc;
+}
+
+/* Is this byte allowed in an RFC 7230 token? */
+static int
+request_is_tchar(char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9'))
+		return 1;
+	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Check one extra header name and value. */
+int
+request_check_header(const char *name, const char *value, char **cause)
+{
+	size_t nlen, vlen, i;
+	char *p;
+
+	nlen = strlen(name);
+	vlen = strlen(value);
+	if (nlen == 0) {
+		xasprintf(cause, "empty header name");
+		return -1;
+	}
+	for (i = 0; i < nlen; i++) {
+		if (!request_is_tchar(name[i])) {
+			p = path_printable(name, nlen);
+			xasprintf(cause, "\"%s\" is not a valid header name",
+			    p);
+			free(p);
+			return -1;
+		}
+	}
+	if (nlen + 2 + vlen > REQUEST_HEADER_MAX_BYTES) {
+		xasprintf(cause, "\"%.64s\": longer than %d bytes", name,
+		    REQUEST_HEADER_MAX_BYTES);
+		return -1;
+	}
+	for (i = 0; i < vlen; i++) {
+		if (value[i] == '\r' || value[i] == '\n') {
+			xasprintf(cause, "\"%.64s\": value contains CR, LF or "
+			    "NUL", name);
+			return -1;
+		}
+		if (((unsigned char)value[i] < 0x20 && value[i] != '\t') ||
+		    value[i] == 0x7f) {
+			xasprintf(cause, "\"%.64s\": value contains a control "
+			    "character", name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Check a "Name: value" line. */
+int
+request_check_header_line(const char *line, char **cause)
+{
+	const char *colon, *value;
+	char *name, *p;
+	int rc;
+
+	if ((colon = strchr(line, ':')) == NULL) {
+		p = path_printable(line, strlen(line));
+		xasprintf(cause, "\"%s\": expected \"Name: value\"", p);
+		free(p);
+		return -1;
+	}
+	name = xstrndup(line, (size_t)(colon - line));
+	value = colon + 1 + strspn(colon + 1, " \t");
+	rc = request_check_header(name, value, cause);
+	free(name);
+	return rc;
+}
+
+/* Free what the request owns and zero it. */
+void
+request_finish(struct job_request *req)
+{
+	size_t i;
+
+	for (i = 0; i < req->nurls; i++)
+		free(req->urls[i]);
+	free(req->urls);
+	for (i = 0; i < req->nheaders; i++)
+		free(req->headers[i]);
+	free(req->headers);
+	free(req->dir);
+	free(req->name);
+	memset(req, 0, sizeof *req);
+}
+
+/* Take the "urls" array of a JSON request. */
+static int
+request_json_urls(struct job_request *req, json_t *v, char **cause)
+{
+	json_t *item;
+	const char *s;
+	char *why;
+	size_t i, n;
+
+	if (!json_is_array(v)) {
+		xasprintf(cause, "urls: must be an array of strings");
+		return -1;
+	}
+	if ((n = json_array_size(v)) == 0) {
+		xasprintf(cause, "urls: empty");
+		return -1;
+	}
+	if (n > JOB_MAX_URLS) {
+		xasprintf(cause, "urls: more than %d URLs", JOB_MAX_URLS);
+		return -1;
+	}
+	req->urls = xcalloc(n, sizeof *req->urls);
+	json_array_foreach(v, i, item) {
+		if (!json_is_string(item)) {
+			xasprintf(cause, "urls[%zu]: must be a string", i);
+			return -1;
+		}
+		s = json_string_value(item);
+		if (strlen(s) != json_string_length(item)) {
+			xasprintf(cause, "urls[%zu]: contains NUL", i);
+			return -1;
+		}
+		if (request_check_url(s, &why) != 0) {
+			xasprintf(cause, "urls[%zu]: %s", i, why);
+			free(why);
+			return -1;
+		}
+		req->urls[req->nurls++] = xstrdup(s);
+	}
+	return 0;
+}
+
+/* Take a string member that must not hold NUL. */
+static const char *
+request_json_string(json_t *v, const char *field, char **cause)
+{
+	const char *s;
+
+	if (!json_is_string(v)) {
+		xasprintf(cause, "%s: must be a string", field);
+		return NULL;
+	}
+	s = json_string_value(v);
+	if (strlen(s) != json_string_length(v)) {
+		xasprintf(cause, "%s: contains NUL", field);
+		return NULL;
+	}
+	return s;
+}
+
+/* Take the "headers" object of a JSON request. */
+static int
+request_json_headers(struct job_request *req, json_t *v, char **cause)
+{
+	json_t *value;
+	const char *key, *s;
+	char *why, *p;
+	size_t n;
+
+	if (!json_is_object(v)) {
+		xasprintf(cause, "headers: must be an object of strings");
+		return -1;
+	}
+	if ((n = json_object_size(v)) > JOB_MAX_HEADERS) {
+		xasprintf(cause, "headers: more than %d headers",
+		    JOB_MAX_HEADERS);
+		return -1;
+	}
+	req->headers = xcalloc(n, sizeof *req->headers);
+	json_object_foreach(v, key, value) {
+		if (!json_is_string(value)) {
+			p = path_printable(key, strlen(key));
+			xasprintf(cause, "headers: \"%s\": value must be a "
+			    "string", p);
+			free(p);
+			return -1;
+		}
+		s = json_string_value(value);
+		if (strlen(s) != json_string_length(value)) {
+			p = path_printable(key, strlen(key));
+			xasprintf(cause, "headers: \"%s\": value contains CR, "
+			    "LF or NUL", p);
+			free(p);
+			return -1;
+		}
+		if (request_check_header(key, s, &why) != 0) {
+			xasprintf(cause, "headers: %s", why);
+			free(why);
+			return -1;
+		}
+		xasprintf(&req->headers[req->nheaders++], "%s: %s", key, s);
+	}
+	return 0;
+}
+
+/* Parse a JSON job submission. */
+int
+request_parse_json(struct job_request *req, const char *body, size_t len,
+    char **cause)
+{
+	struct job_request r;
+	json_error_t jerr;
+	json_t *root, *v;
+	const char *key, *s;
+	char *p;
+	size_t i;
+	int known;
+
+	memset(req, 0, sizeof *req);
+	memset(&r, 0, sizeof r);
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+	    &jerr);
+	if (root == NULL) {
+		switch (json_error_code(&jerr)) {
+		case json_error_null_character:
+		case json_error_null_byte_in_key:
+			p = xstrdup("\\u0000 not allowed");
+			break;
+		default:
+			p = path_printable(jerr.text, strlen(jerr.text));
+			break;
+		}
+		xasprintf(cause, "invalid JSON at line %d, column %d: %s",
+		    jerr.line, jerr.column, p);
+		free(p);
+		return -1;
+	}
+	if (!json_is_object(root)) {
+		xasprintf(cause, "body: must be a JSON object");
+		goto fail;
+	}
+	json_object_foreach(root, key, v) {
+		known = 0;
+		for (i = 0; i < sizeof request_fields / sizeof *request_fields;
+		    i++) {
+			if (strcmp(key, request_fields[i]) == 0)
+				known = 1;
+		}
+		if (!known) {
+			p = path_printable(key, strlen(key));
+			xasprintf(cause, "unknown field \"%s\"", p);
+			free(p);
+			goto fail;
+		}
+	}
+
+	if ((v = json_object_get(root, "urls")) == NULL) {
+		xasprintf(cause, "urls: missing");
+		goto fail;
+	}
+	if (request_json_urls(&r, v, cause) != 0)
+		goto fail;
+	if ((v = json_object_get(root, "dir")) != NULL && !json_is_null(v)) {
+		if ((s = request_json_string(v, "dir", cause)) == NULL)
+			goto fail;
+		if (path_check_relative(s, "dir", cause) != 0)
+			goto fail;
+		r.dir = xstrdup(s);
+	}
+	if ((v = json_object_get(root, "name")) != NULL && !json_is_null(v)) {
+		if ((s = request_json_string(v, "name", cause)) == NULL)
+			goto fail;
+		if (path_check_template(s, cause) != 0)
+			goto fail;
+		r.name = xstrdup(s);
+	}
+	if ((v = json_object_get(root, "headers")) != NULL &&
+	    !json_is_null(v)) {
+		if (request_json_headers(&r, v, cause) != 0)
+			goto fail;
+	}
+	json_decref(root);
+	*req = r;
+	return 0;
+fail:
+	json_decref(root);
+	request_finish(&r);
+	return -1;
+}
+
+/* Parse a text/uri-list job submission. */
+int
+request_parse_urilist(struct job_request *req, const char *body, size_t len,
+    const char *dir, const char *name, char **cause)
+{
+	struct job_request r;
+	const char *line, *end, *next;
+	char *url, *why;
+	size_t lineno, n, size = 0;
+
+	memset(req, 0, sizeof *req);
+	memset(&r, 0, sizeof r);
+	if (dir != NULL && path_check_relative(dir, "dir", cause) != 0)
+		return -1;
+	if (name != NULL && path_check_template(name, cause) != 0)
+		return -1;
+
+	lineno = 0;
+	for (line = body; line < body + len; line = next) {
+		lineno++;
+		end = memchr(line, '\n', (size_t)(body + len - line));
+		if (end == NULL)
+			end = body + len;
+		next = (end == body + len) ? end : end + 1;
+		if (end > line && end[-1] == '\r')
+			end--;
+		while (line < end && (*line == ' ' || *line == '\t'))
+			line++;
+		while (end > line && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		n = (size_t)(end - line);
+		if (n == 0 || *line == '#')
+			continue;
+		if (memchr(line, '\0', n) != NULL) {
+			xasprintf(cause, "line %zu: contains NUL", lineno);
+			goto fail;
+		}
+		if (r.nurls == JOB_MAX_URLS) {
+			xasprintf(cause, "line %zu: more than %d URLs", lineno,
+			    JOB_MAX_URLS);
+			goto fail;
+		}
+		url = xstrndup(line, n);
+		if (request_check_url(url, &why) != 0) {
+			xasprintf(cause, "line %zu: %s", lineno, why);
+			free(why);
+			free(url);
+			goto fail;
+		}
+		if (r.nurls == size) {
+			size = size == 0 ? 16 : size * 2;
+			r.urls = xreallocarray(r.urls, size, sizeof *r.urls);
+		}
+		r.urls[r.nurls++] = url;
+	}
+	if (r.nurls == 0) {
+		xasprintf(cause, "body: no URLs in the list");
+		goto fail;
+	}
+	if (dir != NULL)
+		r.dir = xstrdup(dir);
+	if (name != NULL)
+		r.name = xstrdup(name);
+	*req = r;
+	return 0;
+fail:
+	request_finish(&r);
+	return -1;
+}
