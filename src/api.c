@@ -346,7 +346,7 @@ api_job_route(struct api *api, struct evhttp_request *req, const char *rest)
 		return;
 	}
 	if ((j = jobs_find(api->jobs, id)) == NULL) {
-		api_error(req, 404, "no such job: %.40s", rest);
+		api_error(req, 404, "no such job: %llu", id);
 		return;
 	}
 	if (*p != '\0') {

@@ -68,6 +68,7 @@ struct job {
 	size_t next;        /* first item that may still be queued */
 	size_t count[ITEM_NSTATES];
 	unsigned long long bytes_done;
+	unsigned long long progress_bytes; /* in the last progress event */
 	int in_ring;
 	struct watch_list watches;
 	TAILQ_ENTRY(job) ring_entry;
@@ -118,6 +119,7 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct item *it;
 	struct job *j;
 	json_t *ev, *list, *p;
+	unsigned long long bytes;
 	size_t i, k;
 	int keepalive;
 
@@ -125,9 +127,13 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	keepalive = ++js->ticks % (5000 / PROGRESS_INTERVAL_MS) == 0;
 	for (k = 0; k < js->njobs; k++) {
 		j = js->all[k];
-		if (TAILQ_EMPTY(&j->watches) ||
-		    (j->count[ITEM_ACTIVE] == 0 && !keepalive))
+		if (TAILQ_EMPTY(&j->watches))
 			continue;
+		/* Only when bytes moved, or as the keep-alive. */
+		bytes = job_bytes(j);
+		if (bytes == j->progress_bytes && !keepalive)
+			continue;
+		j->progress_bytes = bytes;
 		list = json_array();
 		for (i = 0; i < j->nitems; i++) {
 			it = &j->items[i];
@@ -142,7 +148,7 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 		}
 		ev = json_pack("{sssIsIsIsIsIso}", "event", "progress",
 		    "job", (json_int_t)j->id,
-		    "bytes", (json_int_t)job_bytes(j),
+		    "bytes", (json_int_t)bytes,
 		    "done", (json_int_t)j->count[ITEM_DONE],
 		    "failed", (json_int_t)j->count[ITEM_FAILED],
 		    "total", (json_int_t)j->nitems,
@@ -422,12 +428,12 @@ item_done(void *arg, const struct fetch_result *res)
 	it->transfer = NULL;
 	it->http_status = res->http_status;
 	it->bytes = res->bytes;
+	j->bytes_done += res->bytes;
+	j->jobs->bytes += res->bytes;
 	if (res->ok) {
 		free(it->path);
 		it->path = xstrdup(res->path);
 		it->skipped = res->skipped;
-		j->bytes_done += res->bytes;
-		j->jobs->bytes += res->bytes;
 		item_set_state(it, ITEM_DONE);
 		log_info("job %llu item %lu: done %s (%llu bytes)%s", j->id,
 		    it->n, it->path, it->bytes,
@@ -630,7 +636,10 @@ job_cancel(struct job *j)
 		if (it->state != ITEM_QUEUED && it->state != ITEM_ACTIVE)
 			continue;
 		if (it->transfer != NULL) {
+			/* A job's bytes stay the sum of its items' bytes. */
 			it->bytes = transfer_bytes(it->transfer);
+			j->bytes_done += it->bytes;
+			j->jobs->bytes += it->bytes;
 			fetch_cancel(it->transfer);
 			it->transfer = NULL;
 		}

@@ -1,0 +1,381 @@
+"""Integration tests of the imgfetch client: the real $IMGFETCH binary
+against the real daemon on a private socket and the real origin.
+
+Exit statuses checked: 0 every item done, 1 a job with failed or cancelled
+items, 2 usage, connection and API errors.
+"""
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from harness import (Daemon, Origin, binary, check, eq, file_sha256,  # noqa: E402
+                     fresh_dir, make_corpus, read_file, run,
+                     stream_sha256)
+
+origin = None
+daemon = None
+corpus = None
+
+SUMMARY = re.compile(r"^job (\d+) (\w+): (\d+)/(\d+) done, (\d+) failed, ",
+                     re.M)
+QUEUED = re.compile(r"^job (\d+): (\d+) items? queued$", re.M)
+PROGRESS = re.compile(r"^job \d+: \d+/\d+ done, \d+ failed, [0-9.]+ \w*B, "
+                      r"[0-9.]+ \w*B/s$", re.M)
+
+
+def setup():
+    global origin, daemon, corpus
+    root = fresh_dir("origin")
+    corpus = make_corpus(root)
+    origin = Origin(root)
+    daemon = Daemon(fresh_dir("daemon"))
+
+
+def teardown():
+    daemon.stop()
+    origin.stop()
+
+
+def env_without_socket(**extra):
+    """The environment minus anything that picks a socket, plus extra."""
+    env = dict(os.environ)
+    env.pop("IMGFETCH_SOCKET", None)
+    env.pop("XDG_RUNTIME_DIR", None)
+    env.update(extra)
+    return env
+
+
+def cli(*args, sock=True, stdin=None, env=None, cwd=None, timeout=60):
+    """Run the client (stdout and stderr pipes); (status, out, err)."""
+    argv = [binary("IMGFETCH")]
+    if sock:
+        argv += ["--socket", daemon.sock]
+    argv += list(args)
+    p = subprocess.run(argv, input=stdin, capture_output=True, text=True,
+                       env=env if env is not None else env_without_socket(),
+                       cwd=cwd, timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def cli_ok(*args, **kw):
+    rc, out, err = cli(*args, **kw)
+    eq(rc, 0, "exit status of imgfetch %s (stderr %r)" % (" ".join(args),
+                                                         err))
+    return out
+
+
+def job_id(out):
+    m = QUEUED.search(out)
+    check(m, "no 'job N: M items queued' line in %r" % out)
+    return int(m.group(1))
+
+
+def summary(out):
+    m = SUMMARY.search(out)
+    check(m, "no summary line in %r" % out)
+    return m
+
+
+def check_files(jid, want):
+    """Every item of the job is done and its file equals want[url]."""
+    job = daemon.job(jid)
+    for item in job["items"]:
+        eq(item["state"], "done", "state of item %d" % item["n"])
+        got = read_file(daemon.path(item["path"]))
+        check(got == want[item["url"]],
+              "item %d (%s): file differs from the origin's"
+              % (item["n"], item["path"]))
+
+
+def test_add_wait_done():
+    files = ["a.png", "b.png", "sub/c.png", "big.png"]
+    urls = [origin.url("/files/" + f) for f in files]
+    out = cli_ok("add", *urls, "--dir", "cli/ok", "--wait")
+    jid = job_id(out)
+    m = summary(out)
+    eq(int(m.group(1)), jid, "job id in the summary")
+    eq(m.group(2), "done", "final state in the summary")
+    eq((m.group(3), m.group(4), m.group(5)), ("4", "4", "0"),
+       "counts in the summary")
+    check_files(jid, {u: corpus[f] for u, f in zip(urls, files)})
+    # Output is not a terminal: one line per item that ended.
+    for n in range(4):
+        m = re.search(r"^done %d (\S+)$" % n, out, re.M)
+        check(m, "no 'done %d PATH' line in %r" % (n, out))
+        check(m.group(1).startswith("cli/ok/"),
+              "path of item %d is %r" % (n, m.group(1)))
+
+
+def test_add_wait_failure():
+    good = origin.url("/files/a.png")
+    bad = origin.url("/files/missing.png")
+    rc, out, err = cli("add", good, bad, "--dir", "cli/fail", "--wait")
+    eq(rc, 1, "exit status with a 404 item (stderr %r)" % err)
+    check(re.search(r"^failed 1 %s: .+" % re.escape(bad), out, re.M),
+          "no 'failed 1 URL: error' line in %r" % out)
+    m = summary(out)
+    eq(m.group(2), "failed", "final state")
+    eq((m.group(3), m.group(5)), ("1", "1"), "done and failed counts")
+
+
+def test_urls_from_stdin_and_file():
+    text = ("# images\n\n" + origin.url("/files/a.png") + "\n"
+            "   " + origin.url("/files/b.png") + "  \r\n"
+            "  # indented comment\n")
+    arg = origin.url("/files/noext")
+    out = cli_ok("add", "-f", "-", arg, "--dir", "cli/stdin", "--wait",
+                 stdin=text)
+    jid = job_id(out)
+    job = daemon.job(jid)
+    eq(sorted(i["url"] for i in job["items"]),
+       sorted([origin.url("/files/a.png"), origin.url("/files/b.png"),
+               arg]), "URLs of the job")
+    check_files(jid, {origin.url("/files/a.png"): corpus["a.png"],
+                      origin.url("/files/b.png"): corpus["b.png"],
+                      arg: corpus["noext"]})
+
+    listfile = os.path.join(fresh_dir("lists"), "urls.txt")
+    with open(listfile, "w") as f:
+        f.write(origin.url("/files/sub/c.png") + "\n# end\n")
+    out = cli_ok("add", "--file", listfile, "--dir", "cli/file", "--wait")
+    job = daemon.job(job_id(out))
+    eq([i["url"] for i in job["items"]], [origin.url("/files/sub/c.png")],
+       "URLs of the job from a file")
+
+    rc, _out, err = cli("add", "-f", listfile + ".missing")
+    eq(rc, 2, "exit status for a missing URL file")
+    check("urls.txt.missing" in err, "no file name in %r" % err)
+    rc, _out, err = cli("add", "-f", "-", stdin="# nothing\n\n")
+    eq(rc, 2, "exit status for no URLs at all")
+
+
+def test_name_and_header():
+    url = origin.url("/headers")
+    out = cli_ok("add", url, "--dir", "cli/hdr", "--name", "h{n}.json",
+                 "--header", "X-Imgfetch-Test: yes please", "-H",
+                 "X-Other:2", "--wait")
+    job = daemon.job(job_id(out))
+    path = job["items"][0]["path"]
+    eq(path, "cli/hdr/h0.json", "path from --dir and --name")
+    sent = json.loads(read_file(daemon.path(path)))
+    eq(sent.get("x-imgfetch-test"), "yes please", "header sent")
+    eq(sent.get("x-other"), "2", "second header sent")
+
+
+def test_json_output():
+    url = origin.url("/files/a.png")
+    job = json.loads(cli_ok("--json", "add", url, "--dir", "cli/json"))
+    check(isinstance(job.get("id"), int), "no id in %r" % job)
+    eq(job.get("total"), 1, "total of the job")
+    final = json.loads(cli_ok("wait", str(job["id"]), "--json"))
+    eq(final.get("state"), "done", "state from wait --json")
+    eq(final.get("id"), job["id"], "id from wait --json")
+    final = json.loads(cli_ok("--json", "add", url, "--dir", "cli/json",
+                              "--wait"))
+    eq(final.get("state"), "done", "state from add --wait --json")
+    st = json.loads(cli_ok("--json", "status"))
+    check("version" in st and "items" in st, "status: %r" % st)
+    one = json.loads(cli_ok("--json", "status", str(job["id"])))
+    eq(one.get("id"), job["id"], "status ID --json")
+    check(isinstance(one.get("items"), list), "no items in %r" % one)
+    jobs = json.loads(cli_ok("--json", "ls"))
+    check(any(j.get("id") == job["id"] for j in jobs.get("jobs", [])),
+          "job %d not in ls --json" % job["id"])
+
+
+def test_ls_and_status():
+    url = origin.url("/files/a.png")
+    jid = job_id(cli_ok("add", url, "--dir", "cli/ls", "--wait"))
+    out = cli_ok("ls")
+    line = [l for l in out.splitlines() if l.split()[:1] == [str(jid)]]
+    eq(len(line), 1, "lines for job %d in %r" % (jid, out))
+    fields = line[0].split()
+    eq(fields[1], "done", "state in ls")
+    eq(fields[2], "1/0/1", "done/failed/total in ls")
+    out = cli_ok("ls", "--state", "done")
+    check(str(jid) in [l.split()[0] for l in out.splitlines() if l],
+          "job %d missing from ls --state done" % jid)
+    out = cli_ok("ls", "--state", "failed")
+    check(str(jid) not in [l.split()[0] for l in out.splitlines() if l],
+          "done job %d listed by ls --state failed" % jid)
+
+    out = cli_ok("status")
+    check(re.search(r"^imgfetchd \S+, up ", out, re.M), "status: %r" % out)
+    check(re.search(r"^jobs: \d+$", out, re.M), "status: %r" % out)
+    check(re.search(r"^items: \d+ queued, \d+ active, \d+ done", out, re.M),
+          "status: %r" % out)
+    out = cli_ok("status", str(jid))
+    check(out.startswith("job %d: done, 1/1 done, 0 failed" % jid),
+          "status ID: %r" % out)
+    path = daemon.job(jid)["items"][0]["path"]
+    check(re.search(r"^\s+0\s+done\s.*\s%s$" % re.escape(path), out, re.M),
+          "no item line with %s in %r" % (path, out))
+
+
+def test_cancel():
+    urls = [origin.url("/files/a.png?delay=20000&n=%d" % i)
+            for i in range(4)]
+    jid = job_id(cli_ok("add", *urls, "--dir", "cli/cancel"))
+    out = cli_ok("cancel", str(jid))
+    check(re.match(r"^job %d: (cancelled|running|queued)$" % jid, out),
+          "cancel output %r" % out)
+    daemon.wait_job(jid, timeout=10)
+    rc, out, err = cli("wait", str(jid))
+    eq(rc, 1, "wait on a cancelled job (stderr %r)" % err)
+    eq(summary(out).group(2), "cancelled", "state in the summary")
+    rc, out, err = cli("cancel", "999999")
+    eq(rc, 2, "cancel of an unknown job")
+    check(err.startswith("imgfetch: 404: "), "message %r" % err)
+
+
+def test_api_errors():
+    rc, out, err = cli("add", "ftp://example.com/x.png")
+    eq(rc, 2, "exit status for a refused URL")
+    check(re.match(r"^imgfetch: 400: .*urls\[0\]", err),
+          "message %r" % err)
+    rc, out, err = cli("add", origin.url("/files/a.png"), "--dir", "../up")
+    eq(rc, 2, "exit status for an unsafe dir")
+    check(err.startswith("imgfetch: 400: "), "message %r" % err)
+    for cmd in ("wait", "status"):
+        rc, out, err = cli(cmd, "999999")
+        eq(rc, 2, "%s of an unknown job" % cmd)
+        check(err.startswith("imgfetch: 404: "), "message %r" % err)
+
+
+def test_no_daemon():
+    sock = os.path.join(fresh_dir("nodaemon"), "none.sock")
+    for args in (["status"], ["ls"], ["wait", "1"],
+                 ["add", origin.url("/files/a.png"), "--wait"]):
+        rc, out, err = cli("--socket", sock, *args, sock=False)
+        eq(rc, 2, "exit status of %s without a daemon" % args[0])
+        check(err.startswith("imgfetch: cannot connect to %s: " % sock),
+              "message %r" % err)
+        eq(out, "", "stdout without a daemon")
+
+
+def test_usage_errors():
+    for args in ([], ["frob"], ["wait"], ["wait", "abc"], ["wait", "1", "2"],
+                 ["cancel"], ["add"], ["ls", "--dir", "x"],
+                 ["status", "--wait"], ["add", "--header", "novalue", "u"],
+                 ["--no-such-option", "ls"], ["add", "-f"]):
+        rc, out, err = cli(*args)
+        eq(rc, 2, "exit status of %r" % args)
+        check(err.startswith("imgfetch: "), "message for %r: %r"
+              % (args, err))
+    out = cli_ok("--help")
+    check("usage: imgfetch" in out, "help: %r" % out)
+    out = cli_ok("--version")
+    check(re.match(r"^imgfetch \d+\.\d+", out), "version: %r" % out)
+
+
+def test_socket_from_environment():
+    good = env_without_socket(IMGFETCH_SOCKET=daemon.sock)
+    cli_ok("status", sock=False, env=good)
+    bogus = os.path.join(fresh_dir("envsock"), "bogus.sock")
+    bad = env_without_socket(IMGFETCH_SOCKET=bogus)
+    rc, _out, err = cli("status", sock=False, env=bad)
+    eq(rc, 2, "exit status with IMGFETCH_SOCKET at nothing")
+    check(bogus in err, "socket path missing from %r" % err)
+    # --socket wins over the environment.
+    cli_ok("--socket", daemon.sock, "status", sock=False, env=bad)
+
+
+def test_default_socket():
+    d = fresh_dir("xdg")
+    other = Daemon(d, socket_path=os.path.join(d, "imgfetchd.sock"))
+    try:
+        cli_ok("status", sock=False, env=env_without_socket(
+            XDG_RUNTIME_DIR=d))
+        cli_ok("status", sock=False, env=env_without_socket(), cwd=d)
+    finally:
+        other.stop()
+
+
+def test_plain_progress():
+    size = 3 * 1024 * 1024
+    url = origin.url("/stream/%d?gap=60" % size)
+    out = cli_ok("add", url, "--dir", "cli/slow", "--name", "s.bin",
+                 "--wait", timeout=90)
+    lines = PROGRESS.findall(out)
+    check(len(lines) >= 2, "progress lines: %r" % out)
+    check(re.search(r"^done 0 cli/slow/s\.bin$", out, re.M),
+          "no done line in %r" % out)
+    eq(file_sha256(daemon.path("cli/slow/s.bin")), stream_sha256(size),
+       "sha256 of the streamed file")
+
+
+def run_pty(args, timeout=60):
+    """Run the client with stdout and stderr on a pty; (status, output)."""
+    master, slave = pty.openpty()
+    argv = [binary("IMGFETCH"), "--socket", daemon.sock] + list(args)
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
+                         stderr=slave, env=env_without_socket(),
+                         close_fds=True)
+    os.close(slave)
+    data = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            r, _w, _x = select.select([master], [], [], 0.2)
+            if r:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            elif p.poll() is not None:
+                break
+        rc = p.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    return rc, data.decode("utf-8", "replace")
+
+
+def test_terminal_bar():
+    size = 3 * 1024 * 1024
+    urls = [origin.url("/stream/%d?gap=60" % size),
+            origin.url("/files/missing-on-tty.png")]
+    rc, out = run_pty(["add", "--dir", "cli/tty", *urls, "--wait"], 90)
+    eq(rc, 1, "exit status under a pty (output %r)" % out[-2000:])
+    bars = re.findall(r"\r\[[#-]{10,}\]\s+\d+%\s+\d+/2 done", out)
+    check(len(bars) >= 2, "no redrawn progress bar in %r" % out[-2000:])
+    check(re.search(r"failed 1 .*missing-on-tty\.png: ", out),
+          "failure not shown: %r" % out[-2000:])
+    check(SUMMARY.search(out.replace("\r\n", "\n")),
+          "no summary in %r" % out[-2000:])
+    # On a terminal, finished items are not listed one by one.
+    check(not re.search(r"^done 0 ", out.replace("\r\n", "\n"), re.M),
+          "done line on a terminal: %r" % out[-2000:])
+
+
+def test_wait_ended_job():
+    good = origin.url("/files/a.png")
+    bad = origin.url("/status/500")
+    job = daemon.submit([good, bad], dir="cli/ended")
+    daemon.wait_job(job["id"])
+    rc, out, err = cli("wait", str(job["id"]))
+    eq(rc, 1, "wait on a finished job with a failure (stderr %r)" % err)
+    check(re.search(r"^failed 1 %s: " % re.escape(bad), out, re.M),
+          "failure not reported from the snapshot: %r" % out)
+    check(re.search(r"^done 0 ", out, re.M), "no done line in %r" % out)
+    job = daemon.submit([good], dir="cli/ended")
+    daemon.wait_job(job["id"])
+    rc, out, err = cli("wait", str(job["id"]))
+    eq(rc, 0, "wait on a finished good job (stderr %r)" % err)
+
+
+if __name__ == "__main__":
+    run(globals())
