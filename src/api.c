@@ -21,9 +21,11 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 
 #include "api.h"
+#include "compat.h"
 #include "config.h"
 #include "defs.h"
 #include "job.h"
@@ -31,21 +33,55 @@
 #include "request.h"
 #include "xmalloc.h"
 
+struct api_conn;
+
+/* An events reply in progress. */
+struct api_stream {
+	struct api_conn *conn;
+	struct evhttp_request *req;
+	struct job_watch *watch;
+};
+
+/* A job waiting for the store before its 202 goes out. */
+struct api_submit {
+	struct api *api;
+	struct api_conn *conn;          /* NULL once the client left */
+	struct evhttp_request *req;     /* NULL once the client left */
+	struct job *job;
+	TAILQ_ENTRY(api_submit) entry;
+};
+TAILQ_HEAD(api_submit_list, api_submit);
+
+/* A client connection that has sent a request. */
+struct api_conn {
+	struct api *api;
+	struct evhttp_connection *evcon;
+	struct api_stream *stream;
+	struct api_submit *submit;
+	TAILQ_ENTRY(api_conn) entry;
+};
+TAILQ_HEAD(api_conn_list, api_conn);
+
 struct api {
 	struct event_base *base;
 	struct jobs *jobs;
 	const struct config *cfg;
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct evconnlistener *listener;
+	struct event *resume_ev;   /* re-enables accepting after EMFILE */
+	struct api_conn_list conns;
+	size_t nconns;
+	int paused;
+	struct api_submit_list submits;
 	char *path;
 	int fd;
 };
 
-struct api_stream {
-	struct evhttp_request *req;
-	struct evhttp_connection *evcon;
-	struct job_watch *watch;
-};
+/* Seconds accepting pauses when the daemon is out of file descriptors. */
+#define API_EMFILE_PAUSE 1
+
+static struct api *api_current;
 
 /* The reason phrase for a status code. */
 static const char *
@@ -160,10 +196,37 @@ api_type_is(const char *header, const char *type)
 	    (header[len] == '\0' || header[len] == ';' || header[len] == ' ');
 }
 
+/* The store has the job (or failed to keep it): reply now. */
+static void
+api_submit_cb(void *arg, struct job *j, int ok)
+{
+	struct api_submit *sub = arg;
+	char loc[64];
+
+	TAILQ_REMOVE(&sub->api->submits, sub, entry);
+	if (sub->conn != NULL)
+		sub->conn->submit = NULL;
+	if (sub->req == NULL) {
+		log_info("api: job %llu stored, but its client has gone",
+		    job_id(j));
+	} else if (ok != 0)
+		api_error(sub->req, 500, "job %llu could not be stored in the "
+		    "state directory; it was cancelled", job_id(j));
+	else {
+		snprintf(loc, sizeof loc, API_PREFIX "/jobs/%llu", job_id(j));
+		evhttp_add_header(evhttp_request_get_output_headers(sub->req),
+		    "Location", loc);
+		api_reply(sub->req, 202, job_json(j, 1));
+	}
+	free(sub);
+}
+
 /* POST /v1/jobs */
 static void
-api_post_jobs(struct api *api, struct evhttp_request *req)
+api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 {
+	struct api *api = conn->api;
+	struct api_submit *sub;
 	static const char *const known[] = { "dir", "name", NULL };
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	struct job_request jr;
@@ -211,7 +274,10 @@ api_post_jobs(struct api *api, struct evhttp_request *req)
 		free(cause);
 		return;
 	}
-	if ((j = jobs_submit(api->jobs, &jr, &status, &cause)) == NULL) {
+	sub = xcalloc(1, sizeof *sub);
+	if ((j = jobs_submit(api->jobs, &jr, &status, &cause, api_submit_cb,
+	    sub)) == NULL) {
+		free(sub);
 		request_finish(&jr);
 		if (status == 503) {
 			snprintf(loc, sizeof loc, "%d", RETRY_AFTER_SECONDS);
@@ -222,10 +288,13 @@ api_post_jobs(struct api *api, struct evhttp_request *req)
 		free(cause);
 		return;
 	}
-	snprintf(loc, sizeof loc, API_PREFIX "/jobs/%llu", job_id(j));
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Location",
-	    loc);
-	api_reply(req, 202, job_json(j, 1));
+	/* The 202 goes out once the job is durable: api_submit_cb. */
+	sub->api = api;
+	sub->conn = conn;
+	sub->req = req;
+	sub->job = j;
+	conn->submit = sub;
+	TAILQ_INSERT_TAIL(&api->submits, sub, entry);
 }
 
 /* GET /v1/jobs */
@@ -269,7 +338,8 @@ api_stream_send(struct api_stream *s, json_t *ev)
 static void
 api_stream_end(struct api_stream *s)
 {
-	evhttp_connection_set_closecb(s->evcon, NULL, NULL);
+	if (s->conn != NULL)
+		s->conn->stream = NULL;
 	evhttp_send_reply_end(s->req);
 	free(s);
 }
@@ -287,28 +357,17 @@ api_stream_cb(void *arg, json_t *ev, int last)
 	}
 }
 
-/* The client of a stream went away. */
-static void
-api_stream_closecb(struct evhttp_connection *evcon, void *arg)
-{
-	struct api_stream *s = arg;
-
-	log_debug("api: events client went away");
-	if (s->watch != NULL)
-		job_unwatch(s->watch);
-	free(s);
-}
-
 /* GET /v1/jobs/ID/events */
 static void
-api_get_events(struct api *api, struct evhttp_request *req, struct job *j)
+api_get_events(struct api_conn *conn, struct evhttp_request *req,
+    struct job *j)
 {
 	struct api_stream *s;
 	json_t *ev;
 
 	s = xcalloc(1, sizeof *s);
 	s->req = req;
-	s->evcon = evhttp_request_get_connection(req);
+	s->conn = conn;
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/x-ndjson");
 	evhttp_send_reply_start(req, 200, "OK");
@@ -323,13 +382,15 @@ api_get_events(struct api *api, struct evhttp_request *req, struct job *j)
 		return;
 	}
 	s->watch = job_watch(j, api_stream_cb, s);
-	evhttp_connection_set_closecb(s->evcon, api_stream_closecb, s);
+	conn->stream = s;
 }
 
 /* Routes under /v1/jobs/ID[/events]. */
 static void
-api_job_route(struct api *api, struct evhttp_request *req, const char *rest)
+api_job_route(struct api_conn *conn, struct evhttp_request *req,
+    const char *rest)
 {
+	struct api *api = conn->api;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	unsigned long long id = 0;
 	const char *p = rest;
@@ -354,7 +415,7 @@ api_job_route(struct api *api, struct evhttp_request *req, const char *rest)
 			api_bad_method(req, "GET");
 			return;
 		}
-		api_get_events(api, req, j);
+		api_get_events(conn, req, j);
 		return;
 	}
 	if (cmd == EVHTTP_REQ_GET)
@@ -366,13 +427,74 @@ api_job_route(struct api *api, struct evhttp_request *req, const char *rest)
 		api_bad_method(req, "GET, DELETE");
 }
 
+/* Stop or restart accepting, by the connection count and EMFILE pauses. */
+static void
+api_update_accepting(struct api *api)
+{
+	if (api->listener == NULL)
+		return;
+	if (api->nconns >= (size_t)api->cfg->max_api_connections ||
+	    api->paused)
+		evconnlistener_disable(api->listener);
+	else
+		evconnlistener_enable(api->listener);
+}
+
+/* A tracked connection closed. */
+static void
+api_conn_closecb(struct evhttp_connection *evcon, void *arg)
+{
+	struct api_conn *conn = arg;
+	struct api *api = conn->api;
+
+	if (conn->stream != NULL) {
+		log_debug("api: events client went away");
+		if (conn->stream->watch != NULL)
+			job_unwatch(conn->stream->watch);
+		free(conn->stream);
+	}
+	if (conn->submit != NULL) {
+		/* Its job goes on; nobody is left to hear the 202. */
+		conn->submit->conn = NULL;
+		conn->submit->req = NULL;
+	}
+	TAILQ_REMOVE(&api->conns, conn, entry);
+	api->nconns--;
+	free(conn);
+	api_update_accepting(api);
+}
+
+/* The tracked connection a request came on, tracking it if new. */
+static struct api_conn *
+api_conn_get(struct api *api, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct api_conn *conn;
+
+	TAILQ_FOREACH(conn, &api->conns, entry) {
+		if (conn->evcon == evcon)
+			return conn;
+	}
+	conn = xcalloc(1, sizeof *conn);
+	conn->api = api;
+	conn->evcon = evcon;
+	TAILQ_INSERT_HEAD(&api->conns, conn, entry);
+	api->nconns++;
+	evhttp_connection_set_closecb(evcon, api_conn_closecb, conn);
+	api_update_accepting(api);
+	return conn;
+}
+
 /* Every request: route by path and method. */
 static void
 api_request_cb(struct evhttp_request *req, void *arg)
 {
 	struct api *api = arg;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct api_conn *conn;
 	const char *path;
+
+	conn = api_conn_get(api, req);
 
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path == NULL)
@@ -381,12 +503,12 @@ api_request_cb(struct evhttp_request *req, void *arg)
 		if (cmd == EVHTTP_REQ_GET)
 			api_get_jobs(api, req);
 		else if (cmd == EVHTTP_REQ_POST)
-			api_post_jobs(api, req);
+			api_post_jobs(conn, req);
 		else
 			api_bad_method(req, "GET, POST");
 	} else if (strncmp(path, API_PREFIX "/jobs/",
 	    strlen(API_PREFIX "/jobs/")) == 0)
-		api_job_route(api, req, path + strlen(API_PREFIX "/jobs/"));
+		api_job_route(conn, req, path + strlen(API_PREFIX "/jobs/"));
 	else if (strcmp(path, API_PREFIX "/status") == 0) {
 		if (cmd == EVHTTP_REQ_GET)
 			api_reply(req, 200, jobs_status_json(api->jobs));
@@ -467,6 +589,37 @@ fail:
 	return -1;
 }
 
+/* Accepting may resume after an EMFILE pause. */
+static void
+api_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+
+	api->paused = 0;
+	api_update_accepting(api);
+}
+
+/*
+ * accept failed (evhttp passes itself as the argument, so the one API of
+ * the process is found through api_current): out of descriptors pauses
+ * accepting for a moment instead of spinning on the listener.
+ */
+static void
+api_accept_error_cb(struct evconnlistener *listener, void *arg)
+{
+	struct api *api = api_current;
+	struct timeval tv = { API_EMFILE_PAUSE, 0 };
+	int error = EVUTIL_SOCKET_ERROR();
+
+	if (api == NULL)
+		return;
+	log_warnx("api: accept: %s; pausing for %d s",
+	    evutil_socket_error_to_string(error), API_EMFILE_PAUSE);
+	api->paused = 1;
+	api_update_accepting(api);
+	evtimer_add(api->resume_ev, &tv);
+}
+
 /* Create the API server on its socket. */
 struct api *
 api_create(struct event_base *base, struct jobs *jobs,
@@ -475,6 +628,8 @@ api_create(struct event_base *base, struct jobs *jobs,
 	struct api *api;
 
 	api = xcalloc(1, sizeof *api);
+	TAILQ_INIT(&api->conns);
+	TAILQ_INIT(&api->submits);
 	api->base = base;
 	api->jobs = jobs;
 	api->cfg = cfg;
@@ -495,21 +650,34 @@ api_create(struct event_base *base, struct jobs *jobs,
 	    1);
 	evhttp_set_max_headers_size(api->http, 65536);
 	evhttp_set_gencb(api->http, api_request_cb, api);
-	api->bound = evhttp_accept_socket_with_handle(api->http, api->fd);
+	evhttp_set_timeout(api->http, (int)cfg->api_idle_timeout);
+	api->listener = evconnlistener_new(base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, api->fd);
+	if (api->listener == NULL) {
+		log_warnx("api: cannot listen on %s", api->path);
+		goto fail;
+	}
+	api->fd = -1; /* the listener owns it now */
+	evconnlistener_set_error_cb(api->listener, api_accept_error_cb);
+	api->bound = evhttp_bind_listener(api->http, api->listener);
 	if (api->bound == NULL) {
 		log_warnx("api: cannot accept on %s", api->path);
 		goto fail;
 	}
+	api->resume_ev = evtimer_new(base, api_resume_cb, api);
+	api_current = api;
 	log_info("api: listening on %s (mode %04o)", api->path,
 	    cfg->socket_mode);
 	return api;
 fail:
 	if (api->http != NULL)
 		evhttp_free(api->http);
-	if (api->fd != -1) {
+	if (api->listener != NULL && api->bound == NULL)
+		evconnlistener_free(api->listener);
+	if (api->fd != -1)
 		close(api->fd);
+	if (api->fd != -1 || api->listener != NULL)
 		unlink(api->path);
-	}
 	free(api->path);
 	free(api);
 	return NULL;
@@ -521,8 +689,10 @@ api_close(struct api *api)
 {
 	if (api->bound == NULL)
 		return;
+	/* Frees the listener, which closes the socket. */
 	evhttp_del_accept_socket(api->http, api->bound);
 	api->bound = NULL;
+	api->listener = NULL;
 	if (unlink(api->path) == -1 && errno != ENOENT)
 		log_warn("api: unlink %s", api->path);
 }
@@ -531,10 +701,22 @@ api_close(struct api *api)
 void
 api_destroy(struct api *api)
 {
+	struct api_submit *sub;
+
 	if (api == NULL)
 		return;
 	api_close(api);
+	/* Closes every connection; api_conn_closecb frees its state. */
 	evhttp_free(api->http);
+	while ((sub = TAILQ_FIRST(&api->submits)) != NULL) {
+		TAILQ_REMOVE(&api->submits, sub, entry);
+		job_clear_accept(sub->job);
+		free(sub);
+	}
+	if (api->resume_ev != NULL)
+		event_free(api->resume_ev);
+	if (api_current == api)
+		api_current = NULL;
 	free(api->path);
 	free(api);
 }

@@ -41,7 +41,8 @@ enum config_kind {
 	CONFIG_MODE,
 	CONFIG_LEVEL,
 	CONFIG_EXISTS,
-	CONFIG_HEADERS
+	CONFIG_HEADERS,
+	CONFIG_TYPES
 };
 
 /* The C type of an integer field. */
@@ -97,6 +98,32 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(on_exists, CONFIG_OTHER) },
 	{ "buffer_size", CONFIG_INTEGER, CONFIG_BUFFER_MIN, CONFIG_BUFFER_MAX,
 	    CONFIG_FIELD(buffer_size, CONFIG_LONG) },
+	{ "state_dir", CONFIG_STRING, 1, PATH_MAX - 1,
+	    CONFIG_FIELD(state_dir, CONFIG_OTHER) },
+	{ "keep_finished", CONFIG_INTEGER, 0, INT_MAX,
+	    CONFIG_FIELD(keep_finished, CONFIG_LONG) },
+	{ "retries", CONFIG_INTEGER, 0, 100,
+	    CONFIG_FIELD(retries, CONFIG_INT) },
+	{ "retry_delay", CONFIG_INTEGER, 1, 3600000,
+	    CONFIG_FIELD(retry_delay, CONFIG_LONG) },
+	{ "retry_delay_max", CONFIG_INTEGER, 1, 86400000,
+	    CONFIG_FIELD(retry_delay_max, CONFIG_LONG) },
+	{ "retry_after_max", CONFIG_INTEGER, 0, 86400,
+	    CONFIG_FIELD(retry_after_max, CONFIG_LONG) },
+	{ "stall_speed", CONFIG_INTEGER, 0, INT_MAX,
+	    CONFIG_FIELD(stall_speed, CONFIG_LONG) },
+	{ "stall_time", CONFIG_INTEGER, 0, CONFIG_TIMEOUT_MAX,
+	    CONFIG_FIELD(stall_time, CONFIG_LONG) },
+	{ "allowed_types", CONFIG_TYPES, 1, 64,
+	    CONFIG_FIELD(allowed_types, CONFIG_OTHER) },
+	{ "allow_svg", CONFIG_BOOLEAN, 0, 1,
+	    CONFIG_FIELD(allow_svg, CONFIG_INT) },
+	{ "shutdown_grace", CONFIG_INTEGER, 0, 3600,
+	    CONFIG_FIELD(shutdown_grace, CONFIG_LONG) },
+	{ "max_api_connections", CONFIG_INTEGER, 1, 100000,
+	    CONFIG_FIELD(max_api_connections, CONFIG_INT) },
+	{ "api_idle_timeout", CONFIG_INTEGER, 1, 86400,
+	    CONFIG_FIELD(api_idle_timeout, CONFIG_LONG) },
 };
 
 static const char *const config_exists_names[] = {
@@ -135,6 +162,21 @@ config_init(struct config *cfg)
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->on_exists = EXISTS_SUFFIX;
 	cfg->buffer_size = 524288;
+	cfg->state_dir = xstrdup("state");
+	cfg->keep_finished = 7 * 24 * 3600;
+	cfg->retries = 3;
+	cfg->retry_delay = 1000;
+	cfg->retry_delay_max = 60000;
+	cfg->retry_after_max = 300;
+	cfg->stall_speed = 1024;
+	cfg->stall_time = 30;
+	cfg->allowed_types = xcalloc(1, sizeof *cfg->allowed_types);
+	cfg->allowed_types[0] = xstrdup("image/*");
+	cfg->nallowed_types = 1;
+	cfg->allow_svg = 0;
+	cfg->shutdown_grace = 10;
+	cfg->max_api_connections = 128;
+	cfg->api_idle_timeout = 60;
 }
 
 /* Free a list of headers. */
@@ -155,7 +197,9 @@ config_finish(struct config *cfg)
 	free(cfg->socket_path);
 	free(cfg->download_dir);
 	free(cfg->user_agent);
+	free(cfg->state_dir);
 	config_free_headers(cfg->headers, cfg->nheaders);
+	config_free_headers(cfg->allowed_types, cfg->nallowed_types);
 	memset(cfg, 0, sizeof *cfg);
 }
 
@@ -222,30 +266,66 @@ config_parse_mode(const char *s)
 	return mode;
 }
 
-/* Read the headers list. */
+/* Whether c may stand in a media type token. */
 static int
-config_set_headers(struct config *cfg, config_setting_t *s, const char *file,
-    char **cause)
+config_type_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') || strchr("!#$&-^_.+", c) != NULL;
+}
+
+/* Check a media type pattern: a type and a subtype, or a type and a star. */
+static int
+config_check_type(const char *value, char **why)
+{
+	const char *slash = strchr(value, '/');
+	size_t i;
+
+	for (i = 0; value[i] != '\0'; i++) {
+		if (!config_type_char(value[i]) && value[i] != '/' &&
+		    value[i] != '*') {
+			xasprintf(why, "\"%.64s\" is not a media type like "
+			    "\"image/*\"", value);
+			return -1;
+		}
+	}
+	if (slash == NULL || slash == value || slash[1] == '\0' ||
+	    strchr(slash + 1, '/') != NULL || (strchr(value, '*') != NULL &&
+	    strcmp(slash + 1, "*") != 0)) {
+		xasprintf(why, "\"%.64s\" is not a media type like "
+		    "\"image/*\"", value);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read a list of strings, each checked, into *list and *count. */
+static int
+config_set_list(const struct config_key *key, char ***list, size_t *count,
+    config_setting_t *s, const char *file, char **cause)
 {
 	config_setting_t *elem;
 	const char *value;
-	char **headers, *why;
+	char **items, *why;
 	unsigned int line;
-	int i, n;
+	int i, n, rc;
 
 	if (config_setting_type(s) != CONFIG_TYPE_LIST &&
 	    config_setting_type(s) != CONFIG_TYPE_ARRAY) {
 		config_error(cause, file, config_setting_source_line(s),
-		    "headers: expected a list of \"Name: value\" strings");
+		    "%s: expected a list of %s", key->name,
+		    key->kind == CONFIG_HEADERS ? "\"Name: value\" strings" :
+		    "media types like \"image/*\"");
 		return -1;
 	}
 	n = config_setting_length(s);
-	if (n > JOB_MAX_HEADERS) {
+	if (n > key->max || n < key->min) {
 		config_error(cause, file, config_setting_source_line(s),
-		    "headers: more than %d headers", JOB_MAX_HEADERS);
+		    "%s: %d entries (%lld..%lld allowed)", key->name, n,
+		    key->min, key->max);
 		return -1;
 	}
-	headers = n == 0 ? NULL : xcalloc((size_t)n, sizeof *headers);
+	items = n == 0 ? NULL : xcalloc((size_t)n, sizeof *items);
 	for (i = 0; i < n; i++) {
 		elem = config_setting_get_elem(s, (unsigned int)i);
 		line = config_setting_source_line(elem);
@@ -253,24 +333,28 @@ config_set_headers(struct config *cfg, config_setting_t *s, const char *file,
 			line = config_setting_source_line(s);
 		if (config_setting_type(elem) != CONFIG_TYPE_STRING) {
 			config_error(cause, file, line,
-			    "headers[%d]: expected a string", i);
+			    "%s[%d]: expected a string", key->name, i);
 			goto fail;
 		}
 		value = config_setting_get_string(elem);
-		if (request_check_header_line(value, &why) != 0) {
-			config_error(cause, file, line, "headers[%d]: %s", i,
-			    why);
+		if (key->kind == CONFIG_HEADERS)
+			rc = request_check_header_line(value, &why);
+		else
+			rc = config_check_type(value, &why);
+		if (rc != 0) {
+			config_error(cause, file, line, "%s[%d]: %s",
+			    key->name, i, why);
 			free(why);
 			goto fail;
 		}
-		headers[i] = xstrdup(value);
+		items[i] = xstrdup(value);
 	}
-	config_free_headers(cfg->headers, cfg->nheaders);
-	cfg->headers = headers;
-	cfg->nheaders = (size_t)n;
+	config_free_headers(*list, *count);
+	*list = items;
+	*count = (size_t)n;
 	return 0;
 fail:
-	config_free_headers(headers, (size_t)n);
+	config_free_headers(items, (size_t)n);
 	return -1;
 }
 
@@ -424,7 +508,11 @@ config_set(struct config *cfg, const struct config_key *key,
 		*(int *)field = config_setting_get_bool(s) ? 1 : 0;
 		return 0;
 	case CONFIG_HEADERS:
-		return config_set_headers(cfg, s, file, cause);
+		return config_set_list(key, &cfg->headers, &cfg->nheaders, s,
+		    file, cause);
+	case CONFIG_TYPES:
+		return config_set_list(key, &cfg->allowed_types,
+		    &cfg->nallowed_types, s, file, cause);
 	default:
 		break;
 	}

@@ -26,6 +26,20 @@ struct config {
 	int log_level;              /* log_level: "error".."debug" */
 	enum exists_policy on_exists; /* on_exists: "suffix"|"overwrite"|"skip" */
 	long buffer_size;           /* buffer_size: libcurl receive buffer */
+	char *state_dir;            /* state_dir: the job store */
+	long keep_finished;         /* keep_finished: seconds ended jobs stay */
+	int retries;                /* retries: extra attempts, 0..100 */
+	long retry_delay;           /* retry_delay: first backoff, ms */
+	long retry_delay_max;       /* retry_delay_max: backoff cap, ms */
+	long retry_after_max;       /* retry_after_max: Retry-After cap, s */
+	long stall_speed;           /* stall_speed: bytes/s, 0 = no check */
+	long stall_time;            /* stall_time: seconds below stall_speed */
+	char **allowed_types;       /* allowed_types: Content-Type patterns */
+	size_t nallowed_types;
+	int allow_svg;              /* allow_svg: bool */
+	long shutdown_grace;        /* shutdown_grace: seconds */
+	int max_api_connections;    /* max_api_connections */
+	long api_idle_timeout;      /* api_idle_timeout: seconds */
 };
 
 /*

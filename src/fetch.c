@@ -3,9 +3,15 @@
  * curl's hiperfifo example: libcurl tells us which sockets to watch and
  * when to wake it (sock_cb, timer_cb); libevent tells libcurl which socket
  * became ready; after every curl_multi_socket_action finished transfers
- * are collected with curl_multi_info_read. Body bytes go straight into a
- * writer file; a transfer whose writer falls behind is paused and resumed
- * when the writer reports it drained, so memory stays bounded.
+ * are collected with curl_multi_info_read.
+ *
+ * A transfer checks that the response is an image (status, Content-Type,
+ * the body's first bytes) before any byte reaches the disk, then streams
+ * the body into a writer file. A transfer whose writer falls behind is
+ * paused and resumed when the writer reports it drained, so memory stays
+ * bounded. A transient failure keeps the .part (when the server gave a
+ * validator) so the next attempt can continue with Range and If-Range; a
+ * server that answers such a request with 200 gets a clean restart.
  */
 #include <sys/queue.h>
 
@@ -13,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -20,6 +27,7 @@
 #include "config.h"
 #include "defs.h"
 #include "fetch.h"
+#include "image.h"
 #include "log.h"
 #include "writer.h"
 #include "xmalloc.h"
@@ -32,14 +40,36 @@ struct transfer {
 	const struct transfer_ops *ops; /* NULL once cancelled */
 	void *arg;
 	struct wfile *file;
-	char *error;       /* our own reason, before libcurl's */
+
+	/* What the owner asked for. */
+	char *path;        /* final path of an earlier attempt */
+	char *part;        /* .part to resume */
+	unsigned long long want_offset;
+	char *validator;
+
+	/* What the response said. */
 	long status;
-	unsigned long long bytes;
+	char *etag;
+	char *last_modified;
+	long long range_start;  /* from Content-Range, -1 if none */
+	unsigned long long offset; /* bytes kept from the .part */
+	unsigned long long bytes;  /* body bytes of this attempt */
 	long long size;
+	unsigned char head[IMAGE_SNIFF_BYTES];
+	size_t headlen;
+	int status_checked; /* status and type checked */
+	int checked;        /* and the signature: the file is open */
+
+	/* How it ends. */
+	char *error;
+	int permanent;      /* a failure that retrying cannot fix */
+	int keep_part;      /* suspend rather than abort on failure */
 	int in_multi;
 	int paused;
-	int closing;       /* commit or abort sent to the writer */
+	int closing;        /* commit, suspend or abort sent to the writer */
+	int deferred;       /* on the deferred list */
 	TAILQ_ENTRY(transfer) entry;
+	TAILQ_ENTRY(transfer) defer_entry;
 };
 TAILQ_HEAD(transfer_list, transfer);
 
@@ -49,7 +79,9 @@ struct fetcher {
 	const struct config *cfg;
 	CURLM *multi;
 	struct event *timer;
+	struct event *defer_ev;
 	struct transfer_list transfers;
+	struct transfer_list deferred;
 	size_t busy;
 };
 
@@ -61,6 +93,8 @@ struct sockinfo {
 
 static void fetch_check_done(struct fetcher *);
 static void transfer_file_cb(struct wfile *, enum wfile_event, void *);
+static void transfer_finish(struct transfer *, int ok, const char *path,
+    int skipped);
 
 /* libevent: a socket libcurl watches is ready. */
 static void
@@ -139,6 +173,20 @@ fetch_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 	return 0;
 }
 
+/* Finish transfers that ended without a file, outside the caller's stack. */
+static void
+fetch_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct fetcher *fe = arg;
+	struct transfer *t;
+
+	while ((t = TAILQ_FIRST(&fe->deferred)) != NULL) {
+		TAILQ_REMOVE(&fe->deferred, t, defer_entry);
+		t->deferred = 0;
+		transfer_finish(t, 0, NULL, 0);
+	}
+}
+
 /* Create the fetcher and its multi handle. */
 struct fetcher *
 fetcher_create(struct event_base *base, struct writer *writer,
@@ -151,9 +199,11 @@ fetcher_create(struct event_base *base, struct writer *writer,
 	fe->writer = writer;
 	fe->cfg = cfg;
 	TAILQ_INIT(&fe->transfers);
+	TAILQ_INIT(&fe->deferred);
 	if ((fe->multi = curl_multi_init()) == NULL)
 		fatalx("fetcher_create: curl_multi_init failed");
 	fe->timer = evtimer_new(base, fetch_timer_cb, fe);
+	fe->defer_ev = event_new(base, -1, 0, fetch_defer_cb, fe);
 	curl_multi_setopt(fe->multi, CURLMOPT_SOCKETFUNCTION, fetch_sock_cb);
 	curl_multi_setopt(fe->multi, CURLMOPT_SOCKETDATA, fe);
 	curl_multi_setopt(fe->multi, CURLMOPT_TIMERFUNCTION,
@@ -161,12 +211,19 @@ fetcher_create(struct event_base *base, struct writer *writer,
 	curl_multi_setopt(fe->multi, CURLMOPT_TIMERDATA, fe);
 	curl_multi_setopt(fe->multi, CURLMOPT_PIPELINING,
 	    (long)CURLPIPE_MULTIPLEX);
+	fetcher_reconfigure(fe);
+	return fe;
+}
+
+/* Apply the caps of the current config. */
+void
+fetcher_reconfigure(struct fetcher *fe)
+{
 	curl_multi_setopt(fe->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-	    (long)cfg->max_host_connections);
+	    (long)fe->cfg->max_host_connections);
 	/* Keep enough idle connections around to reuse them all. */
 	curl_multi_setopt(fe->multi, CURLMOPT_MAXCONNECTS,
-	    (long)cfg->max_transfers * 2);
-	return fe;
+	    (long)fe->cfg->max_transfers * 2);
 }
 
 /* Free a transfer that has no file and no handle in the multi. */
@@ -179,6 +236,11 @@ transfer_free(struct transfer *t)
 	fe->busy--;
 	curl_easy_cleanup(t->easy);
 	curl_slist_free_all(t->headers);
+	free(t->path);
+	free(t->part);
+	free(t->validator);
+	free(t->etag);
+	free(t->last_modified);
 	free(t->error);
 	free(t);
 }
@@ -209,6 +271,7 @@ fetcher_destroy(struct fetcher *fe)
 	}
 	curl_multi_cleanup(fe->multi);
 	event_free(fe->timer);
+	event_free(fe->defer_ev);
 	free(fe);
 }
 
@@ -219,40 +282,177 @@ fetcher_busy(struct fetcher *fe)
 	return fe->busy;
 }
 
+/* The validator for If-Range: a strong ETag, else Last-Modified. */
+static const char *
+transfer_validator(struct transfer *t)
+{
+	if (t->etag != NULL && strncmp(t->etag, "W/", 2) != 0)
+		return t->etag;
+	return t->last_modified;
+}
+
 /* Report the end of a transfer to its owner and free it. */
 static void
 transfer_finish(struct transfer *t, int ok, const char *path, int skipped)
 {
 	struct fetch_result res;
+	curl_off_t ra = -1;
 
 	if (t->ops != NULL) {
 		memset(&res, 0, sizeof res);
 		res.ok = ok;
 		res.http_status = t->status;
 		res.error = t->error != NULL ? t->error : "unknown error";
-		res.path = path;
+		res.path = path != NULL ? path : t->path;
 		res.skipped = skipped;
 		res.bytes = t->bytes;
+		res.retryable = !ok && !t->permanent;
+		res.retry_after = -1;
+		if (!ok && t->part != NULL) {
+			/* A .part stays on disk: the owner resumes or removes it. */
+			res.part = t->part;
+			res.part_size = t->want_offset;
+			res.validator = transfer_validator(t) != NULL ?
+			    transfer_validator(t) : t->validator;
+		}
+		if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &ra) ==
+		    CURLE_OK && ra > 0)
+			res.retry_after = (long)ra;
 		t->ops->done(t->arg, &res);
 	}
 	transfer_free(t);
 }
 
 /* Set the transfer's failure reason unless it has one. */
-static void
-transfer_set_error(struct transfer *t, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void
-transfer_set_error(struct transfer *t, const char *fmt, ...)
+static void __attribute__((format(printf, 3, 4)))
+transfer_fail(struct transfer *t, int permanent, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (t->error != NULL)
 		return;
+	t->permanent = permanent;
 	va_start(ap, fmt);
 	if (vasprintf(&t->error, fmt, ap) == -1)
-		fatal("transfer_set_error");
+		fatal("transfer_fail");
 	va_end(ap);
+}
+
+/* Report a transfer without a file from the loop, not the caller's stack. */
+static void
+transfer_defer(struct transfer *t)
+{
+	if (t->deferred)
+		return;
+	t->deferred = 1;
+	TAILQ_INSERT_TAIL(&t->fetcher->deferred, t, defer_entry);
+	event_active(t->fetcher->defer_ev, 0, 0);
+}
+
+/* libcurl: one header line of a response. */
+static size_t
+transfer_header_cb(char *buf, size_t size, size_t n, void *arg)
+{
+	struct transfer *t = arg;
+	size_t len = size * n, vlen;
+	const char *v;
+	char **field = NULL;
+
+	if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+		/* A new response (after a redirect): forget the last one's. */
+		free(t->etag);
+		free(t->last_modified);
+		t->etag = t->last_modified = NULL;
+		t->range_start = -1;
+		return len;
+	}
+	if (len > 5 && strncasecmp(buf, "ETag:", 5) == 0) {
+		field = &t->etag;
+		v = buf + 5;
+	} else if (len > 14 && strncasecmp(buf, "Last-Modified:", 14) == 0) {
+		field = &t->last_modified;
+		v = buf + 14;
+	} else if (len > 14 && strncasecmp(buf, "Content-Range:", 14) == 0) {
+		v = buf + 14;
+		while (v < buf + len && (*v == ' ' || *v == '\t'))
+			v++;
+		if (buf + len - v > 6 && strncasecmp(v, "bytes ", 6) == 0)
+			t->range_start = strtoll(v + 6, NULL, 10);
+		return len;
+	} else
+		return len;
+	while (v < buf + len && (*v == ' ' || *v == '\t'))
+		v++;
+	vlen = (size_t)(buf + len - v);
+	while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
+	    v[vlen - 1] == ' '))
+		vlen--;
+	free(*field);
+	*field = vlen > 0 && vlen < 1024 ? xstrndup(v, vlen) : NULL;
+	return len;
+}
+
+/* Check the status of the response whose body starts; decide on resume. */
+static int
+transfer_check_status(struct transfer *t)
+{
+	const struct config *cfg = t->fetcher->cfg;
+	curl_off_t cl;
+	char *type = NULL;
+
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+	if (t->status == 206 && t->want_offset > 0 &&
+	    t->range_start == (long long)t->want_offset)
+		t->offset = t->want_offset;
+	else if (t->status == 206) {
+		transfer_fail(t, 0, "unexpected partial response (Content-Range "
+		    "does not start at %llu)", t->want_offset);
+		return -1;
+	} else if (t->status < 200 || t->status >= 300) {
+		transfer_fail(t, 0, "HTTP status %ld", t->status);
+		return -1;
+	} else if (t->want_offset > 0) {
+		/* The server ignored Range or the file changed: start over. */
+		log_debug("fetch: %s: got %ld to a range request, restarting",
+		    t->path != NULL ? t->path : "?", t->status);
+		free(t->part);
+		t->part = NULL;
+	}
+	if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
+	    &cl) == CURLE_OK && cl >= 0)
+		t->size = (long long)t->offset + cl;
+	if (t->offset > 0)
+		return 0;
+	curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &type);
+	if (!image_type_allowed(type, cfg->allowed_types,
+	    cfg->nallowed_types)) {
+		transfer_fail(t, 1, "not an image: Content-Type \"%.100s\" is "
+		    "not in allowed_types", type != NULL ? type : "(none)");
+		return -1;
+	}
+	return 0;
+}
+
+/* Check the body's first bytes carry an image signature. */
+static int
+transfer_check_head(struct transfer *t)
+{
+	const struct config *cfg = t->fetcher->cfg;
+
+	if (t->offset > 0)
+		return 0;
+	if (t->headlen == 0) {
+		transfer_fail(t, 1, "not an image: the body is empty");
+		return -1;
+	}
+	if (image_sniff(t->head, t->headlen, cfg->allow_svg) != NULL)
+		return 0;
+	if (image_looks_html(t->head, t->headlen))
+		transfer_fail(t, 1, "not an image: the body is an HTML page");
+	else
+		transfer_fail(t, 1, "not an image: the body starts with no "
+		    "known image signature");
+	return -1;
 }
 
 /* Open the transfer's file, naming it from the response. */
@@ -260,62 +460,48 @@ static int
 transfer_open_file(struct transfer *t)
 {
 	const struct config *cfg = t->fetcher->cfg;
+	struct wfile_spec spec;
 	char *url = NULL, *type = NULL, *path, *cause = NULL;
 
-	curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &url);
-	curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &type);
-	path = t->ops->name(t->arg, url, type, &cause);
-	if (path == NULL) {
-		transfer_set_error(t, "%s", cause != NULL ? cause : "no name");
-		free(cause);
+	if (t->path != NULL)
+		path = xstrdup(t->path);
+	else {
+		curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &url);
+		curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &type);
+		path = t->ops->name(t->arg, url, type, &cause);
+		if (path == NULL) {
+			transfer_fail(t, 1, "%s", cause != NULL ? cause :
+			    "no name");
+			free(cause);
+			return -1;
+		}
+		t->path = xstrdup(path);
+	}
+	memset(&spec, 0, sizeof spec);
+	spec.relpath = path;
+	spec.part = t->offset > 0 ? t->part : NULL;
+	spec.offset = t->offset;
+	spec.policy = cfg->on_exists;
+	spec.do_fsync = cfg->fsync;
+	t->file = wfile_open(t->fetcher->writer, &spec, transfer_file_cb, t);
+	free(path);
+	if (t->file == NULL) {
+		transfer_fail(t, 0, "%s is in use by another item", t->part);
 		return -1;
 	}
-	t->file = wfile_open(t->fetcher->writer, path, cfg->on_exists,
-	    cfg->fsync, transfer_file_cb, t);
-	free(path);
+	/* A body that is being written can be resumed if it has a validator. */
+	t->keep_part = transfer_validator(t) != NULL;
 	return 0;
 }
 
-/* Whether the last response was a 2xx. */
-static int
-transfer_status_ok(struct transfer *t)
-{
-	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
-	return t->status >= 200 && t->status < 300;
-}
-
-/* libcurl: body bytes arrived. */
+/* Pass body bytes to the file, pausing while the writer is behind. */
 static size_t
-transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+transfer_write(struct transfer *t, const char *data, size_t len)
 {
-	struct transfer *t = arg;
-	const struct config *cfg = t->fetcher->cfg;
-	size_t len = size * nmemb;
-	curl_off_t cl;
+	size_t pending = wfile_pending(t->file);
 
-	if (t->ops == NULL || t->closing)
-		return 0;
-	if (t->file == NULL) {
-		if (!transfer_status_ok(t)) {
-			transfer_set_error(t, "HTTP status %ld", t->status);
-			return 0;
-		}
-		if (curl_easy_getinfo(t->easy,
-		    CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
-		    cl >= 0)
-			t->size = cl;
-		if (transfer_open_file(t) == -1)
-			return 0;
-	}
-	if (cfg->max_item_size > 0 &&
-	    t->bytes + len > (unsigned long long)cfg->max_item_size) {
-		transfer_set_error(t, "body larger than max_item_size (%lld "
-		    "bytes)", cfg->max_item_size);
-		return 0;
-	}
-	if (wfile_pending(t->file) + len > PENDING_PAUSE_BYTES &&
-	    wfile_pending(t->file) > 0) {
-		/* The writer is behind: libcurl keeps the bytes until resumed. */
+	if (pending > 0 && pending + len > PENDING_PAUSE_BYTES) {
+		/* libcurl keeps the bytes and offers them again on resume. */
 		t->paused = 1;
 		wfile_want_drain(t->file);
 		return CURL_WRITEFUNC_PAUSE;
@@ -325,38 +511,136 @@ transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
+/* Check status and type once, when the body (or its end) arrives. */
+static int
+transfer_check_once(struct transfer *t)
+{
+	if (t->status_checked)
+		return 0;
+	t->status_checked = 1;
+	return transfer_check_status(t);
+}
+
+/* Check the collected head, open the file and write the head out. */
+static int
+transfer_begin_file(struct transfer *t)
+{
+	if (transfer_check_head(t) == -1 || transfer_open_file(t) == -1)
+		return -1;
+	t->checked = 1;
+	if (t->headlen > 0) {
+		wfile_write(t->file, t->head, t->headlen);
+		t->bytes += t->headlen;
+	}
+	return 0;
+}
+
+/* libcurl: body bytes arrived. */
+static size_t
+transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct transfer *t = arg;
+	const struct config *cfg = t->fetcher->cfg;
+	size_t len = size * nmemb, n = 0;
+
+	if (t->ops == NULL || t->closing || t->error != NULL)
+		return 0;
+	if (cfg->max_item_size > 0 && t->offset + t->bytes + t->headlen + len >
+	    (unsigned long long)cfg->max_item_size) {
+		transfer_fail(t, 1, "body larger than max_item_size (%lld "
+		    "bytes)", cfg->max_item_size);
+		return 0;
+	}
+	if (t->checked)
+		return transfer_write(t, data, len);
+
+	if (transfer_check_once(t) == -1)
+		return 0;
+	if (t->offset == 0) {
+		/* Collect the first bytes before anything reaches the disk. */
+		n = IMAGE_SNIFF_BYTES - t->headlen;
+		if (n > len)
+			n = len;
+		memcpy(t->head + t->headlen, data, n);
+		t->headlen += n;
+		if (t->headlen < IMAGE_SNIFF_BYTES)
+			return len;
+	}
+	if (transfer_begin_file(t) == -1)
+		return 0;
+	/* A new file has nothing pending: the rest is taken whole. */
+	if (len > n) {
+		wfile_write(t->file, data + n, len - n);
+		t->bytes += len - n;
+	}
+	return len;
+}
+
+/* Whether a libcurl result is worth another attempt. */
+static int
+transfer_transient(CURLcode rc, long status)
+{
+	switch (rc) {
+	case CURLE_HTTP_RETURNED_ERROR:
+		return status == 408 || status == 429 || status == 500 ||
+		    status == 502 || status == 503 || status == 504;
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_SEND_ERROR:
+	case CURLE_RECV_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_GOT_NOTHING:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+	case CURLE_SSL_CONNECT_ERROR:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* End the transfer's file: keep it for a resume, or remove it. */
+static void
+transfer_close_file(struct transfer *t)
+{
+	t->closing = 1;
+	if (t->keep_part && !t->permanent && t->offset + t->bytes > 0)
+		wfile_suspend(t->file);
+	else
+		wfile_abort(t->file);
+}
+
 /* libcurl finished the transfer with result. */
 static void
 transfer_curl_done(struct transfer *t, CURLcode result)
 {
-	int ok;
-
 	transfer_detach(t);
-	ok = transfer_status_ok(t);
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
 	if (result != CURLE_OK) {
 		if (result == CURLE_HTTP_RETURNED_ERROR)
-			transfer_set_error(t, "HTTP status %ld", t->status);
-		else if (t->errbuf[0] != '\0')
-			transfer_set_error(t, "%s", t->errbuf);
+			transfer_fail(t, !transfer_transient(result, t->status),
+			    "HTTP status %ld", t->status);
 		else
-			transfer_set_error(t, "%s", curl_easy_strerror(result));
-		ok = 0;
-	} else if (!ok)
-		transfer_set_error(t, "HTTP status %ld", t->status);
+			transfer_fail(t, !transfer_transient(result, t->status),
+			    "%s", t->errbuf[0] != '\0' ? t->errbuf :
+			    curl_easy_strerror(result));
+	} else if (!t->checked) {
+		/* A body shorter than the sniffed head, or none at all. */
+		if (transfer_check_once(t) == 0)
+			transfer_begin_file(t);
+	}
 
-	if (ok && t->file == NULL && transfer_open_file(t) == -1)
-		ok = 0;
 	if (t->file == NULL) {
 		transfer_finish(t, 0, NULL, 0);
 		return;
 	}
-	t->closing = 1;
-	if (ok)
-		wfile_commit(t->file);
-	else {
-		transfer_set_error(t, "transfer failed");
-		wfile_abort(t->file);
+	if (t->error != NULL) {
+		transfer_close_file(t);
+		return;
 	}
+	t->closing = 1;
+	wfile_commit(t->file);
 }
 
 /* Collect the transfers libcurl has finished. */
@@ -375,7 +659,7 @@ fetch_check_done(struct fetcher *fe)
 	}
 }
 
-/* Writer: the transfer's file drained, failed or is done. */
+/* Writer: the transfer's file drained, failed, is prepared or done. */
 static void
 transfer_file_cb(struct wfile *f, enum wfile_event ev, void *arg)
 {
@@ -393,16 +677,41 @@ transfer_file_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		if (t->closing)
 			break;
 		/* The disk failed: stop receiving and drop the file. */
-		transfer_set_error(t, "%s", wfile_error(f));
+		transfer_fail(t, 1, "%s", wfile_error(f));
 		transfer_detach(t);
 		t->closing = 1;
 		wfile_abort(f);
 		break;
+	case WFILE_PREPARED:
+		if (t->ops == NULL) {
+			wfile_abort(f);
+			break;
+		}
+		free(t->path);
+		t->path = xstrdup(wfile_path(f));
+		if (t->ops->prepared != NULL)
+			t->ops->prepared(t->arg, t, wfile_path(f), wfile_part(f));
+		else
+			wfile_rename(f);
+		break;
 	case WFILE_DONE:
 		t->file = NULL;
+		if (t->error != NULL && wfile_ok(f) == 0 && t->keep_part &&
+		    t->ops != NULL) {
+			/* Suspended: hand the .part to the owner for a resume. */
+			free(t->part);
+			t->part = xstrdup(wfile_part(f));
+			t->want_offset = wfile_size(f);
+			transfer_finish(t, 0, NULL, 0);
+			break;
+		}
 		ok = t->error == NULL && wfile_ok(f) == 0;
 		if (t->error == NULL && !ok)
-			transfer_set_error(t, "%s", wfile_error(f));
+			transfer_fail(t, 1, "%s", wfile_error(f));
+		if (!ok) {
+			free(t->part);
+			t->part = NULL;
+		}
 		transfer_finish(t, ok, ok ? wfile_path(f) : NULL,
 		    wfile_skipped(f));
 		break;
@@ -411,12 +720,13 @@ transfer_file_cb(struct wfile *f, enum wfile_event ev, void *arg)
 
 /* Start a transfer. */
 struct transfer *
-fetch_start(struct fetcher *fe, const char *url, char *const *headers,
-    size_t nheaders, const struct transfer_ops *ops, void *arg)
+fetch_start(struct fetcher *fe, const struct fetch_request *req,
+    const struct transfer_ops *ops, void *arg)
 {
 	const struct config *cfg = fe->cfg;
 	struct transfer *t;
 	CURLMcode mc;
+	char range[32], *ifrange;
 	size_t i;
 
 	t = xcalloc(1, sizeof *t);
@@ -424,18 +734,34 @@ fetch_start(struct fetcher *fe, const char *url, char *const *headers,
 	t->ops = ops;
 	t->arg = arg;
 	t->size = -1;
+	t->range_start = -1;
 	if ((t->easy = curl_easy_init()) == NULL)
 		fatalx("fetch_start: curl_easy_init failed");
 	for (i = 0; i < cfg->nheaders; i++)
 		t->headers = curl_slist_append(t->headers, cfg->headers[i]);
-	for (i = 0; i < nheaders; i++)
-		t->headers = curl_slist_append(t->headers, headers[i]);
+	for (i = 0; i < req->nheaders; i++)
+		t->headers = curl_slist_append(t->headers, req->headers[i]);
+	if (req->path != NULL)
+		t->path = xstrdup(req->path);
+	if (req->part != NULL && req->validator != NULL && req->offset > 0) {
+		/* Continue the .part only if the file is still the same. */
+		t->part = xstrdup(req->part);
+		t->validator = xstrdup(req->validator);
+		t->want_offset = req->offset;
+		snprintf(range, sizeof range, "%llu-", req->offset);
+		curl_easy_setopt(t->easy, CURLOPT_RANGE, range);
+		xasprintf(&ifrange, "If-Range: %s", req->validator);
+		t->headers = curl_slist_append(t->headers, ifrange);
+		free(ifrange);
+	}
 
-	curl_easy_setopt(t->easy, CURLOPT_URL, url);
+	curl_easy_setopt(t->easy, CURLOPT_URL, req->url);
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, transfer_write_cb);
 	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, transfer_header_cb);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(t->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
@@ -445,6 +771,12 @@ fetch_start(struct fetcher *fe, const char *url, char *const *headers,
 	curl_easy_setopt(t->easy, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout);
 	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT, cfg->timeout);
+	if (cfg->stall_time > 0) {
+		curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_LIMIT,
+		    cfg->stall_speed);
+		curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_TIME,
+		    cfg->stall_time);
+	}
 	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, cfg->user_agent);
 	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
 	curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, cfg->buffer_size);
@@ -469,12 +801,24 @@ fetch_start(struct fetcher *fe, const char *url, char *const *headers,
 	return t;
 }
 
+/* After ops->prepared: rename into place. */
+void
+fetch_commit(struct transfer *t)
+{
+	if (t->file != NULL)
+		wfile_rename(t->file);
+}
+
 /* Stop a transfer without telling its owner. */
 void
 fetch_cancel(struct transfer *t)
 {
 	t->ops = NULL;
 	transfer_detach(t);
+	if (t->deferred) {
+		/* Already ending: fetch_defer_cb frees it. */
+		return;
+	}
 	if (t->file == NULL) {
 		transfer_free(t);
 		return;
@@ -486,14 +830,29 @@ fetch_cancel(struct transfer *t)
 	/* Freed when the writer reports the file done. */
 }
 
+/* Stop a transfer, keeping its .part when it can be resumed. */
+void
+fetch_suspend(struct transfer *t)
+{
+	if (t->closing || t->deferred)
+		return;
+	transfer_detach(t);
+	transfer_fail(t, 0, "stopped by shutdown");
+	if (t->file == NULL) {
+		transfer_defer(t);
+		return;
+	}
+	transfer_close_file(t);
+}
+
 /* Body bytes so far. */
 unsigned long long
 transfer_bytes(const struct transfer *t)
 {
-	return t->bytes;
+	return t->offset + t->bytes;
 }
 
-/* Content-Length or -1. */
+/* Whole size or -1. */
 long long
 transfer_size(const struct transfer *t)
 {

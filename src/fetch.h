@@ -10,45 +10,72 @@ struct writer;
 struct fetcher;
 struct transfer;
 
+struct fetch_request {
+	const char *url;
+	char *const *headers;      /* extra "Name: value" */
+	size_t nheaders;
+	const char *path;          /* final path from an earlier attempt */
+	const char *part;          /* its .part, to resume, or NULL */
+	unsigned long long offset; /* bytes in the .part */
+	const char *validator;     /* ETag or Last-Modified, for If-Range */
+};
+
 struct fetch_result {
 	int ok;                /* the file is in place (or skipped) */
+	int retryable;         /* a transient failure: worth another try */
+	long retry_after;      /* seconds the server asked for, or -1 */
 	long http_status;      /* last status seen, 0 if none */
 	const char *error;     /* when !ok */
-	const char *path;      /* when ok: final relative path */
+	const char *path;      /* final relative path, when known */
 	int skipped;           /* an existing file was kept */
-	unsigned long long bytes;
+	unsigned long long bytes;   /* body bytes received in this attempt */
+	const char *part;      /* when !ok: a kept .part to resume, or NULL */
+	unsigned long long part_size;
+	const char *validator; /* for If-Range with that .part */
 };
 
 struct transfer_ops {
 	/*
-	 * Name the file once the response is known to be a success. Returns a
+	 * Name the file once the response is known to be an image. Returns a
 	 * new relative path, or NULL with *cause set to fail the transfer.
 	 */
 	char *(*name)(void *arg, const char *url, const char *content_type,
 	    char **cause);
-	/* The transfer has ended and its file is in place or removed. */
+	/*
+	 * The body is on disk as path's .part and path is its final name;
+	 * the owner records that, then calls fetch_commit. May be NULL.
+	 */
+	void (*prepared)(void *arg, struct transfer *, const char *path,
+	    const char *part);
+	/* The transfer has ended; its file is in place, kept or removed. */
 	void (*done)(void *arg, const struct fetch_result *);
 };
 
 struct fetcher *fetcher_create(struct event_base *, struct writer *,
     const struct config *);
-/* Cancel everything (removing .part files) and free once the writer is done. */
+/* Apply changed caps from the config (after a reload). */
+void fetcher_reconfigure(struct fetcher *);
+/* Free; every transfer must be gone. */
 void fetcher_destroy(struct fetcher *);
 /* Transfers still holding a file or a connection, including cancelled ones. */
 size_t fetcher_busy(struct fetcher *);
 
 /*
- * Start fetching url with extra "Name: value" headers (copied). The ops are
- * called on the loop thread, never from inside fetch_start.
+ * Start a transfer (the request's strings are copied). The ops are called
+ * on the loop thread, never from inside fetch_start. NULL if libcurl
+ * refused it.
  */
-struct transfer *fetch_start(struct fetcher *, const char *url,
-    char *const *headers, size_t nheaders, const struct transfer_ops *,
-    void *arg);
+struct transfer *fetch_start(struct fetcher *, const struct fetch_request *,
+    const struct transfer_ops *, void *arg);
+/* After ops->prepared: rename the file into place. */
+void fetch_commit(struct transfer *);
 /* Stop a transfer; its owner hears nothing more and its .part goes away. */
 void fetch_cancel(struct transfer *);
-/* Body bytes received so far. */
+/* Stop a transfer but keep its .part for a later resume; done follows. */
+void fetch_suspend(struct transfer *);
+/* Body bytes received so far, counting a resumed .part. */
 unsigned long long transfer_bytes(const struct transfer *);
-/* The Content-Length, or -1 when not known. */
+/* The whole body's size when known, or -1. */
 long long transfer_size(const struct transfer *);
 
 #endif

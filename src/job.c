@@ -1,10 +1,12 @@
 /*
  * Jobs and items. A job is a batch of URLs; each URL is an item with its
- * own state. Items of all jobs share max_transfers slots: jobs with queued
- * items sit in a round-robin ring and each free slot goes to the next job
- * in the ring, so a small job submitted after a huge one starts at once.
+ * own state. Items of all jobs share max_transfers slots: jobs with
+ * runnable items sit in a round-robin ring and each free slot goes to the
+ * next job in the ring, so a small job submitted after a huge one starts
+ * at once. A transient failure puts the item back after a backoff timer,
+ * holding no slot while it waits. Every job and every item's end is kept
+ * in the store, so a restart carries on where the daemon stopped.
  */
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,8 @@
 #include "log.h"
 #include "path.h"
 #include "request.h"
+#include "store.h"
+#include "writer.h"
 #include "xmalloc.h"
 
 enum item_state { ITEM_QUEUED, ITEM_ACTIVE, ITEM_DONE, ITEM_FAILED,
@@ -28,23 +32,38 @@ static const char *const item_state_names[] = { "queued", "active", "done",
     "failed", "cancelled" };
 
 enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED,
-    JOB_CANCELLED };
+    JOB_CANCELLED, JOB_NSTATES };
 static const char *const job_state_names[] = { "queued", "running", "done",
     "failed", "cancelled" };
+
+/* Seconds between prunes of old finished jobs. */
+#define PRUNE_INTERVAL 3600
 
 struct item {
 	struct job *job;
 	unsigned long n;
 	char *url;
 	enum item_state state;
-	char *path;
+	char *path;        /* final path, once chosen */
+	char *part;        /* a .part kept for a resume */
+	unsigned long long part_size;
+	char *validator;   /* for If-Range with that .part */
 	char *error;
 	long http_status;
 	unsigned long long bytes;
 	long long size;
+	int attempts;
 	int skipped;
+	int runnable;      /* on the job's run queue */
+	int committing;    /* restart: its body was complete in the .part */
+	int probing_final; /* restart: looking for its final file */
 	struct transfer *transfer;
+	struct wfile *probe;     /* restart: looking at a kept file */
+	struct event *retry_ev;  /* waiting for a retry */
+	time_t retry_at;
+	TAILQ_ENTRY(item) run_entry;
 };
+TAILQ_HEAD(item_queue, item);
 
 struct job_watch {
 	struct job *job;
@@ -59,17 +78,22 @@ struct job {
 	unsigned long long id;
 	enum job_state state;
 	time_t created;
+	time_t finished;
 	char *dir;
 	char *name;
 	char **headers;
 	size_t nheaders;
 	struct item *items;
 	size_t nitems;
-	size_t next;        /* first item that may still be queued */
+	struct item_queue runq;
 	size_t count[ITEM_NSTATES];
 	unsigned long long bytes_done;
 	unsigned long long progress_bytes; /* in the last progress event */
+	int stored;         /* accepted by the store: may run */
+	int cancel_requested;
 	int in_ring;
+	jobs_accept_cb accept_cb;
+	void *accept_arg;
 	struct watch_list watches;
 	TAILQ_ENTRY(job) ring_entry;
 };
@@ -78,23 +102,29 @@ TAILQ_HEAD(job_ring, job);
 struct jobs {
 	struct event_base *base;
 	struct fetcher *fetcher;
+	struct writer *writer;
+	struct store *store;
 	const struct config *cfg;
-	struct job **all;   /* by id - 1 */
+	struct job **all;   /* by id - 1; NULL once pruned */
 	size_t njobs;
+	size_t nlive;
 	struct job_ring ring;
 	size_t count[ITEM_NSTATES];
 	unsigned long long bytes;
 	struct event *tick;
+	struct event *prune_ev;
 	unsigned long ticks;
 	size_t nwatches;
 	time_t started;
+	int stopping;
 };
 
 static const struct transfer_ops item_ops;
 static void jobs_pump(struct jobs *);
 static void job_emit(struct job *, json_t *, int last);
+static void item_store(struct item *, int state);
 
-/* Bytes of the job's items so far, finished and in flight. */
+/* Bytes of the job's items so far, ended and in flight. */
 static unsigned long long
 job_bytes(struct job *j)
 {
@@ -126,8 +156,7 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	/* Idle watchers still get one every few seconds, as a keep-alive. */
 	keepalive = ++js->ticks % (5000 / PROGRESS_INTERVAL_MS) == 0;
 	for (k = 0; k < js->njobs; k++) {
-		j = js->all[k];
-		if (TAILQ_EMPTY(&j->watches))
+		if ((j = js->all[k]) == NULL || TAILQ_EMPTY(&j->watches))
 			continue;
 		/* Only when bytes moved, or as the keep-alive. */
 		bytes = job_bytes(j);
@@ -159,28 +188,12 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Create the registry. */
-struct jobs *
-jobs_create(struct event_base *base, struct fetcher *fetcher,
-    const struct config *cfg)
-{
-	struct jobs *js;
-
-	js = xcalloc(1, sizeof *js);
-	js->base = base;
-	js->fetcher = fetcher;
-	js->cfg = cfg;
-	js->started = time(NULL);
-	TAILQ_INIT(&js->ring);
-	js->tick = event_new(base, -1, EV_PERSIST, jobs_tick_cb, js);
-	return js;
-}
-
-/* Free a job and everything it owns. */
+/* Free a job and everything it owns; nothing of it may be running. */
 static void
 job_free(struct job *j)
 {
 	struct job_watch *w;
+	struct item *it;
 	size_t i;
 
 	while ((w = TAILQ_FIRST(&j->watches)) != NULL) {
@@ -188,9 +201,14 @@ job_free(struct job *j)
 		free(w);
 	}
 	for (i = 0; i < j->nitems; i++) {
-		free(j->items[i].url);
-		free(j->items[i].path);
-		free(j->items[i].error);
+		it = &j->items[i];
+		if (it->retry_ev != NULL)
+			event_free(it->retry_ev);
+		free(it->url);
+		free(it->path);
+		free(it->part);
+		free(it->validator);
+		free(it->error);
 	}
 	for (i = 0; i < j->nheaders; i++)
 		free(j->headers[i]);
@@ -201,6 +219,54 @@ job_free(struct job *j)
 	free(j);
 }
 
+/* Prune: forget jobs that ended longer than keep_finished ago. */
+static void
+jobs_prune_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct jobs *js = arg;
+	struct timeval tv = { PRUNE_INTERVAL, 0 };
+	time_t before = time(NULL) - js->cfg->keep_finished;
+	struct job *j;
+	size_t k, n = 0;
+
+	for (k = 0; k < js->njobs; k++) {
+		j = js->all[k];
+		if (j == NULL || j->finished == 0 || j->finished >= before ||
+		    !TAILQ_EMPTY(&j->watches))
+			continue;
+		js->all[k] = NULL;
+		js->nlive--;
+		job_free(j);
+		n++;
+	}
+	if (js->store != NULL)
+		store_prune(js->store, before, NULL, NULL);
+	if (n > 0)
+		log_info("pruned %zu jobs that ended before %lld", n,
+		    (long long)before);
+	evtimer_add(js->prune_ev, &tv);
+}
+
+/* Create the registry. */
+struct jobs *
+jobs_create(struct event_base *base, struct fetcher *fetcher,
+    struct writer *writer, struct store *store, const struct config *cfg)
+{
+	struct jobs *js;
+
+	js = xcalloc(1, sizeof *js);
+	js->base = base;
+	js->fetcher = fetcher;
+	js->writer = writer;
+	js->store = store;
+	js->cfg = cfg;
+	js->started = time(NULL);
+	TAILQ_INIT(&js->ring);
+	js->tick = event_new(base, -1, EV_PERSIST, jobs_tick_cb, js);
+	js->prune_ev = evtimer_new(base, jobs_prune_cb, js);
+	return js;
+}
+
 /* Free the registry; every transfer must be gone. */
 void
 jobs_destroy(struct jobs *js)
@@ -209,10 +275,13 @@ jobs_destroy(struct jobs *js)
 
 	if (js == NULL)
 		return;
-	for (i = 0; i < js->njobs; i++)
-		job_free(js->all[i]);
+	for (i = 0; i < js->njobs; i++) {
+		if (js->all[i] != NULL)
+			job_free(js->all[i]);
+	}
 	free(js->all);
 	event_free(js->tick);
+	event_free(js->prune_ev);
 	free(js);
 }
 
@@ -257,7 +326,8 @@ item_json(struct item *it)
 	json_object_set_new(o, "n", json_integer((json_int_t)it->n));
 	json_object_set_new(o, "url", json_string(it->url));
 	json_object_set_new(o, "state", json_string(item_state_names[it->state]));
-	if (it->path != NULL)
+	if (it->path != NULL && it->state != ITEM_CANCELLED &&
+	    it->state != ITEM_FAILED)
 		json_object_set_new(o, "path", json_string(it->path));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
 	if (size >= 0)
@@ -265,21 +335,20 @@ item_json(struct item *it)
 	if (it->http_status != 0)
 		json_object_set_new(o, "http_status",
 		    json_integer(it->http_status));
+	json_object_set_new(o, "attempts", json_integer(it->attempts));
+	if (it->retry_ev != NULL && it->state == ITEM_QUEUED) {
+		char at[32];
+		struct tm tm;
+
+		gmtime_r(&it->retry_at, &tm);
+		strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+		json_object_set_new(o, "retry_at", json_string(at));
+	}
 	if (it->skipped)
 		json_object_set_new(o, "skipped", json_true());
 	if (it->error != NULL)
 		json_object_set_new(o, "error", json_string(it->error));
 	return o;
-}
-
-/* Format a time as RFC 3339 in UTC. */
-static void
-job_time(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* The job as JSON, with or without its items. */
@@ -288,9 +357,11 @@ job_json(struct job *j, int with_items)
 {
 	json_t *o, *items;
 	char created[32];
+	struct tm tm;
 	size_t i;
 
-	job_time(j->created, created, sizeof created);
+	gmtime_r(&j->created, &tm);
+	strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	o = json_object();
 	json_object_set_new(o, "id", json_integer((json_int_t)j->id));
 	json_object_set_new(o, "state", json_string(job_state_names[j->state]));
@@ -353,6 +424,10 @@ job_update(struct job *j)
 		j->state = JOB_FAILED;
 	else
 		j->state = JOB_DONE;
+	j->finished = time(NULL);
+	if (j->jobs->store != NULL)
+		store_update_job(j->jobs->store, j->id, (int)j->state,
+		    j->finished, NULL, NULL);
 	log_info("job %llu: %s (%zu done, %zu failed, %zu cancelled of %zu)",
 	    j->id, job_state_names[j->state], j->count[ITEM_DONE],
 	    j->count[ITEM_FAILED], j->count[ITEM_CANCELLED], j->nitems);
@@ -394,6 +469,67 @@ item_emit(struct item *it)
 	json_decref(ev);
 }
 
+/* Record the item in the store (state may be STORE_ITEM_COMMITTING). */
+static void
+item_store(struct item *it, int state)
+{
+	struct store_item si;
+
+	if (it->job->jobs->store == NULL)
+		return;
+	memset(&si, 0, sizeof si);
+	si.n = it->n;
+	si.url = it->url;
+	si.state = state;
+	si.path = it->path;
+	si.part = it->part;
+	si.validator = it->validator;
+	si.error = it->error;
+	si.http_status = it->http_status;
+	si.bytes = it->state == ITEM_QUEUED ? it->part_size : it->bytes;
+	si.attempts = it->attempts;
+	store_update_item(it->job->jobs->store, it->job->id, &si, NULL, NULL);
+}
+
+/* Make a queued item runnable: on its job's queue, the job in the ring. */
+static void
+item_make_runnable(struct item *it)
+{
+	struct job *j = it->job;
+
+	if (it->runnable || it->state != ITEM_QUEUED)
+		return;
+	it->runnable = 1;
+	TAILQ_INSERT_TAIL(&j->runq, it, run_entry);
+	if (!j->in_ring && j->stored) {
+		TAILQ_INSERT_TAIL(&j->jobs->ring, j, ring_entry);
+		j->in_ring = 1;
+	}
+}
+
+/* Take an item off its job's run queue. */
+static void
+item_unrun(struct item *it)
+{
+	if (!it->runnable)
+		return;
+	TAILQ_REMOVE(&it->job->runq, it, run_entry);
+	it->runnable = 0;
+}
+
+/* Forget a kept .part, removing it from the disk. */
+static void
+item_drop_part(struct item *it)
+{
+	if (it->part == NULL)
+		return;
+	wfile_remove(it->job->jobs->writer, it->part);
+	free(it->part);
+	free(it->validator);
+	it->part = it->validator = NULL;
+	it->part_size = 0;
+}
+
 /* Name the item's file from its response. */
 static char *
 item_name(void *arg, const char *url, const char *content_type, char **cause)
@@ -418,71 +554,205 @@ item_name(void *arg, const char *url, const char *content_type, char **cause)
 	return path;
 }
 
+/* The body is on disk: record the final name, then let it be renamed. */
+static void
+item_prepared_stored(void *arg, int ok)
+{
+	struct transfer *t = arg;
+
+	/* Renaming even if the store failed: the file is complete. */
+	fetch_commit(t);
+}
+
+/* The item's body is complete as part, to be renamed to path. */
+static void
+item_prepared(void *arg, struct transfer *t, const char *path,
+    const char *part)
+{
+	struct item *it = arg;
+	struct store_item si;
+
+	free(it->path);
+	it->path = xstrdup(path);
+	if (it->job->jobs->store == NULL) {
+		fetch_commit(t);
+		return;
+	}
+	memset(&si, 0, sizeof si);
+	si.n = it->n;
+	si.url = it->url;
+	si.state = STORE_ITEM_COMMITTING;
+	si.path = path;
+	si.part = part;
+	si.attempts = it->attempts;
+	si.bytes = transfer_bytes(t);
+	store_update_item(it->job->jobs->store, it->job->id, &si,
+	    item_prepared_stored, t);
+}
+
+/* Retry timer: the item may run again. */
+static void
+item_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct item *it = arg;
+
+	event_free(it->retry_ev);
+	it->retry_ev = NULL;
+	item_make_runnable(it);
+	jobs_pump(it->job->jobs);
+}
+
+/* Milliseconds to wait before attempt number attempts + 1. */
+static long
+item_backoff(struct item *it, long retry_after)
+{
+	const struct config *cfg = it->job->jobs->cfg;
+	long long ms = cfg->retry_delay;
+	int i;
+
+	for (i = 1; i < it->attempts && ms < cfg->retry_delay_max; i++)
+		ms *= 2;
+	if (ms > cfg->retry_delay_max)
+		ms = cfg->retry_delay_max;
+	/* Jitter of +-50% keeps many failed items from coming back at once. */
+	ms = ms / 2 + (long long)(random() % (ms + 1));
+	if (retry_after >= 0) {
+		if (retry_after > cfg->retry_after_max)
+			retry_after = cfg->retry_after_max;
+		if ((long long)retry_after * 1000 > ms)
+			ms = (long long)retry_after * 1000;
+	}
+	return (long)ms;
+}
+
+/* Wait, then try the item again. */
+static void
+item_schedule_retry(struct item *it, long retry_after)
+{
+	struct timeval tv;
+	long ms;
+
+	ms = item_backoff(it, retry_after);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	it->retry_at = time(NULL) + tv.tv_sec;
+	it->retry_ev = evtimer_new(it->job->jobs->base, item_retry_cb, it);
+	evtimer_add(it->retry_ev, &tv);
+	log_info("job %llu item %lu: attempt %d failed (%s), retry in %ld ms%s",
+	    it->job->id, it->n, it->attempts, it->error, ms,
+	    it->part != NULL ? ", resuming" : "");
+}
+
 /* The item's transfer ended. */
 static void
 item_done(void *arg, const struct fetch_result *res)
 {
 	struct item *it = arg;
 	struct job *j = it->job;
+	struct jobs *js = j->jobs;
 
 	it->transfer = NULL;
 	it->http_status = res->http_status;
-	it->bytes = res->bytes;
-	j->bytes_done += res->bytes;
-	j->jobs->bytes += res->bytes;
+	free(it->error);
+	it->error = NULL;
+	/* Keep what the failed attempt left for the next one. */
+	if (!res->ok && res->part != NULL) {
+		if (it->part == NULL || strcmp(it->part, res->part) != 0) {
+			free(it->part);
+			it->part = xstrdup(res->part);
+		}
+		free(it->validator);
+		it->validator = res->validator != NULL ?
+		    xstrdup(res->validator) : NULL;
+		it->part_size = res->part_size;
+		if (res->path != NULL && (it->path == NULL ||
+		    strcmp(it->path, res->path) != 0)) {
+			free(it->path);
+			it->path = xstrdup(res->path);
+		}
+	} else if (!res->ok) {
+		free(it->part);
+		free(it->validator);
+		it->part = it->validator = NULL;
+		it->part_size = 0;
+	}
 	if (res->ok) {
 		free(it->path);
 		it->path = xstrdup(res->path);
 		it->skipped = res->skipped;
+		it->bytes = res->bytes + it->part_size;
+		free(it->part);
+		free(it->validator);
+		it->part = it->validator = NULL;
+		it->part_size = 0;
+		j->bytes_done += it->bytes;
+		js->bytes += it->bytes;
 		item_set_state(it, ITEM_DONE);
+		item_store(it, STORE_ITEM_DONE);
 		log_info("job %llu item %lu: done %s (%llu bytes)%s", j->id,
 		    it->n, it->path, it->bytes,
 		    it->skipped ? ", existing file kept" : "");
-	} else {
-		free(it->path);
-		it->path = NULL;
+	} else if (res->retryable && js->stopping) {
+		/* Shutdown: leave it queued and resumable for the next start. */
 		it->error = xstrdup(res->error);
+		it->bytes = it->part_size;
+		item_set_state(it, ITEM_QUEUED);
+		item_store(it, STORE_ITEM_QUEUED);
+	} else if (res->retryable && it->attempts <= js->cfg->retries) {
+		it->error = xstrdup(res->error);
+		it->bytes = it->part_size;
+		item_set_state(it, ITEM_QUEUED);
+		item_store(it, STORE_ITEM_QUEUED);
+		item_schedule_retry(it, res->retry_after);
+	} else {
+		it->error = xstrdup(res->error);
+		it->bytes = res->bytes + it->part_size;
+		item_drop_part(it);
+		j->bytes_done += it->bytes;
+		js->bytes += it->bytes;
 		item_set_state(it, ITEM_FAILED);
-		log_warnx("job %llu item %lu: failed %s: %s", j->id, it->n,
-		    it->url, it->error);
+		item_store(it, STORE_ITEM_FAILED);
+		log_warnx("job %llu item %lu: failed %s after %d attempt%s: %s",
+		    j->id, it->n, it->url, it->attempts,
+		    it->attempts == 1 ? "" : "s", it->error);
 	}
 	item_emit(it);
 	job_update(j);
-	jobs_pump(j->jobs);
+	jobs_pump(js);
 }
 
-static const struct transfer_ops item_ops = { item_name, item_done };
+static const struct transfer_ops item_ops = { item_name, item_prepared,
+    item_done };
 
-/* Start one queued item. */
+/* Start one runnable item. */
 static void
 item_start(struct item *it)
 {
 	struct job *j = it->job;
+	struct fetch_request req;
 
+	it->attempts++;
 	item_set_state(it, ITEM_ACTIVE);
-	log_debug("job %llu item %lu: start %s", j->id, it->n, it->url);
-	it->transfer = fetch_start(j->jobs->fetcher, it->url, j->headers,
-	    j->nheaders, &item_ops, it);
+	log_debug("job %llu item %lu: start %s (attempt %d%s)", j->id, it->n,
+	    it->url, it->attempts, it->part != NULL ? ", resuming" : "");
+	memset(&req, 0, sizeof req);
+	req.url = it->url;
+	req.headers = j->headers;
+	req.nheaders = j->nheaders;
+	req.path = it->part != NULL ? it->path : NULL;
+	req.part = it->part;
+	req.offset = it->part_size;
+	req.validator = it->validator;
+	it->transfer = fetch_start(j->jobs->fetcher, &req, &item_ops, it);
 	if (it->transfer == NULL) {
 		it->error = xstrdup("could not start the transfer");
 		item_set_state(it, ITEM_FAILED);
+		item_store(it, STORE_ITEM_FAILED);
 		log_warnx("job %llu item %lu: failed %s: %s", j->id, it->n,
 		    it->url, it->error);
 	}
 	item_emit(it);
 	job_update(j);
-}
-
-/* The next queued item of a job, or NULL. */
-static struct item *
-job_next_queued(struct job *j)
-{
-	while (j->next < j->nitems) {
-		if (j->items[j->next].state == ITEM_QUEUED)
-			return &j->items[j->next];
-		j->next++;
-	}
-	return NULL;
 }
 
 /* Fill free transfer slots, one item per job in turn. */
@@ -492,14 +762,15 @@ jobs_pump(struct jobs *js)
 	struct job *j;
 	struct item *it;
 
-	while (js->count[ITEM_ACTIVE] < (size_t)js->cfg->max_transfers &&
+	while (!js->stopping &&
+	    js->count[ITEM_ACTIVE] < (size_t)js->cfg->max_transfers &&
 	    (j = TAILQ_FIRST(&js->ring)) != NULL) {
 		TAILQ_REMOVE(&js->ring, j, ring_entry);
 		j->in_ring = 0;
-		if ((it = job_next_queued(j)) == NULL)
+		if ((it = TAILQ_FIRST(&j->runq)) == NULL)
 			continue;
-		j->next++;
-		if (job_next_queued(j) != NULL) {
+		item_unrun(it);
+		if (!TAILQ_EMPTY(&j->runq)) {
 			TAILQ_INSERT_TAIL(&js->ring, j, ring_entry);
 			j->in_ring = 1;
 		}
@@ -507,15 +778,80 @@ jobs_pump(struct jobs *js)
 	}
 }
 
+/* Allocate a job with room for nitems and register it under id. */
+static struct job *
+job_new(struct jobs *js, unsigned long long id, size_t nitems)
+{
+	struct job *j;
+	size_t i;
+
+	j = xcalloc(1, sizeof *j);
+	j->jobs = js;
+	j->id = id;
+	j->state = JOB_QUEUED;
+	TAILQ_INIT(&j->watches);
+	TAILQ_INIT(&j->runq);
+	j->nitems = nitems;
+	j->items = xcalloc(nitems, sizeof *j->items);
+	for (i = 0; i < nitems; i++) {
+		j->items[i].job = j;
+		j->items[i].n = i;
+		j->items[i].size = -1;
+	}
+	if (id > js->njobs) {
+		js->all = xreallocarray(js->all, id, sizeof *js->all);
+		memset(js->all + js->njobs, 0,
+		    (id - js->njobs) * sizeof *js->all);
+		js->njobs = id;
+	}
+	js->all[id - 1] = j;
+	js->nlive++;
+	return j;
+}
+
+/* The store has the job: start it and tell the submitter. */
+static void
+job_stored(void *arg, int ok)
+{
+	struct job *j = arg;
+
+	j->stored = 1;
+	if (ok != 0) {
+		log_error("job %llu: could not be stored; cancelled", j->id);
+		job_cancel(j);
+	} else if (!TAILQ_EMPTY(&j->runq) && !j->in_ring) {
+		TAILQ_INSERT_TAIL(&j->jobs->ring, j, ring_entry);
+		j->in_ring = 1;
+	}
+	if (j->accept_cb != NULL)
+		j->accept_cb(j->accept_arg, j, ok);
+	j->accept_cb = NULL;
+	jobs_pump(j->jobs);
+}
+
+/* Without a store: accept on the next loop turn. */
+static void
+job_accept_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	job_stored(arg, 0);
+}
+
 /* Accept a new job. */
 struct job *
 jobs_submit(struct jobs *js, struct job_request *req, int *status,
-    char **cause)
+    char **cause, jobs_accept_cb cb, void *arg)
 {
+	struct store_item *sitems;
+	struct store_job sj;
 	struct job *j;
 	size_t i, pending;
 
 	pending = js->count[ITEM_QUEUED] + js->count[ITEM_ACTIVE];
+	if (js->stopping) {
+		*status = 503;
+		xasprintf(cause, "shutting down");
+		return NULL;
+	}
 	if (pending + req->nurls > (size_t)js->cfg->queue_limit) {
 		*status = 503;
 		xasprintf(cause, "queue full: %zu items pending, %zu more would "
@@ -523,39 +859,290 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status,
 		    js->cfg->queue_limit);
 		return NULL;
 	}
-	j = xcalloc(1, sizeof *j);
-	j->jobs = js;
-	j->id = js->njobs + 1;
+	j = job_new(js, js->njobs + 1, req->nurls);
 	j->created = time(NULL);
-	j->state = JOB_QUEUED;
-	TAILQ_INIT(&j->watches);
 	j->dir = req->dir;
 	j->name = req->name;
 	j->headers = req->headers;
 	j->nheaders = req->nheaders;
-	j->nitems = req->nurls;
-	j->items = xcalloc(req->nurls, sizeof *j->items);
+	j->accept_cb = cb;
+	j->accept_arg = arg;
 	for (i = 0; i < req->nurls; i++) {
-		j->items[i].job = j;
-		j->items[i].n = i;
 		j->items[i].url = req->urls[i];
 		j->items[i].state = ITEM_QUEUED;
-		j->items[i].size = -1;
+		item_make_runnable(&j->items[i]);
 	}
 	free(req->urls);
 	memset(req, 0, sizeof *req);
 	j->count[ITEM_QUEUED] = j->nitems;
 	js->count[ITEM_QUEUED] += j->nitems;
-
-	js->all = xreallocarray(js->all, js->njobs + 1, sizeof *js->all);
-	js->all[js->njobs++] = j;
-	TAILQ_INSERT_TAIL(&js->ring, j, ring_entry);
-	j->in_ring = 1;
 	log_info("job %llu: accepted, %zu items into \"%s\" as \"%s\"", j->id,
 	    j->nitems, j->dir != NULL ? j->dir : "",
 	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE);
-	jobs_pump(js);
+
+	if (js->store == NULL) {
+		event_base_once(js->base, -1, EV_TIMEOUT, job_accept_later_cb,
+		    j, NULL);
+		return j;
+	}
+	/* Durable before the reply: the job runs once the store has it. */
+	sitems = xcalloc(j->nitems, sizeof *sitems);
+	for (i = 0; i < j->nitems; i++) {
+		sitems[i].n = i;
+		sitems[i].url = j->items[i].url;
+		sitems[i].state = STORE_ITEM_QUEUED;
+	}
+	memset(&sj, 0, sizeof sj);
+	sj.id = j->id;
+	sj.created = j->created;
+	sj.state = (int)j->state;
+	sj.dir = j->dir;
+	sj.name = j->name;
+	sj.headers = j->headers;
+	sj.nheaders = j->nheaders;
+	sj.items = sitems;
+	sj.nitems = j->nitems;
+	store_add_job(js->store, &sj, job_stored, j);
+	free(sitems);
 	return j;
+}
+
+/* Restart: a committing item's complete .part was renamed into place. */
+static void
+item_commit_cb(struct wfile *f, enum wfile_event ev, void *arg)
+{
+	struct item *it = arg;
+	struct job *j = it->job;
+
+	if (ev == WFILE_PREPARED) {
+		free(it->path);
+		it->path = xstrdup(wfile_path(f));
+		wfile_rename(f);
+		return;
+	}
+	if (ev != WFILE_DONE)
+		return;
+	it->probe = NULL;
+	free(it->part);
+	free(it->validator);
+	it->part = it->validator = NULL;
+	if (wfile_ok(f) == 0) {
+		it->bytes = it->part_size;
+		it->part_size = 0;
+		j->bytes_done += it->bytes;
+		j->jobs->bytes += it->bytes;
+		item_set_state(it, ITEM_DONE);
+		item_store(it, STORE_ITEM_DONE);
+		log_info("job %llu item %lu: done %s (completed after a "
+		    "restart)", j->id, it->n, it->path);
+		item_emit(it);
+		job_update(j);
+		return;
+	}
+	log_warnx("job %llu item %lu: completing after a restart failed: %s;"
+	    " fetching again", j->id, it->n, wfile_error(f));
+	it->part_size = 0;
+	item_make_runnable(it);
+	jobs_pump(j->jobs);
+}
+
+/* Restart: finish a committing item whose whole body is in its .part. */
+static void
+item_finish_commit(struct item *it)
+{
+	struct wfile_spec spec;
+
+	memset(&spec, 0, sizeof spec);
+	spec.relpath = it->path;
+	spec.part = it->part;
+	spec.offset = it->part_size;
+	spec.policy = it->job->jobs->cfg->on_exists;
+	spec.do_fsync = it->job->jobs->cfg->fsync;
+	it->probe = wfile_open(it->job->jobs->writer, &spec, item_commit_cb,
+	    it);
+	if (it->probe == NULL) {
+		item_make_runnable(it);
+		return;
+	}
+	wfile_commit(it->probe);
+}
+
+/* Restart: a kept .part, or a committing item's final file, was looked at. */
+static void
+item_probe_cb(struct wfile *f, enum wfile_event ev, void *arg)
+{
+	struct item *it = arg;
+	struct job *j = it->job;
+	int found = ev == WFILE_DONE && wfile_ok(f) == 0;
+
+	if (ev != WFILE_DONE)
+		return;
+	it->probe = NULL;
+	if (j->cancel_requested) {
+		item_drop_part(it);
+		item_set_state(it, ITEM_CANCELLED);
+		item_store(it, STORE_ITEM_CANCELLED);
+		job_update(j);
+		return;
+	}
+	if (it->probing_final) {
+		it->probing_final = 0;
+		it->committing = 0;
+		if (found) {
+			/* Renamed into place before the daemon stopped. */
+			it->bytes = wfile_size(f);
+			j->bytes_done += it->bytes;
+			j->jobs->bytes += it->bytes;
+			item_set_state(it, ITEM_DONE);
+			item_store(it, STORE_ITEM_DONE);
+			log_info("job %llu item %lu: done %s (found in place "
+			    "after a restart)", j->id, it->n, it->path);
+			job_update(j);
+			return;
+		}
+	} else if (found) {
+		it->part_size = wfile_size(f);
+		if (it->committing) {
+			it->committing = 0;
+			item_finish_commit(it);
+			return;
+		}
+		/* Without a validator a Range request is unsafe: fetch anew. */
+		if (it->validator == NULL || it->part_size == 0)
+			item_drop_part(it);
+	} else {
+		free(it->part);
+		free(it->validator);
+		it->part = it->validator = NULL;
+		it->part_size = 0;
+		if (it->committing && it->path != NULL) {
+			/* No .part: was it renamed before the crash? */
+			it->probing_final = 1;
+			it->probe = wfile_probe(j->jobs->writer, it->path,
+			    item_probe_cb, it);
+			return;
+		}
+	}
+	item_make_runnable(it);
+	jobs_pump(j->jobs);
+}
+
+/* Restart: rebuild one stored job. */
+static void
+jobs_restore_job(void *arg, const struct store_job *sj)
+{
+	struct jobs *js = arg;
+	const struct store_item *si;
+	struct item *it;
+	struct job *j;
+	size_t i;
+
+	j = job_new(js, sj->id, sj->nitems);
+	j->created = sj->created;
+	j->finished = sj->finished;
+	j->dir = sj->dir != NULL ? xstrdup(sj->dir) : NULL;
+	j->name = sj->name != NULL ? xstrdup(sj->name) : NULL;
+	j->stored = 1;
+	if (sj->nheaders > 0) {
+		j->headers = xcalloc(sj->nheaders, sizeof *j->headers);
+		for (i = 0; i < sj->nheaders; i++)
+			j->headers[i] = xstrdup(sj->headers[i]);
+		j->nheaders = sj->nheaders;
+	}
+	for (i = 0; i < sj->nitems; i++) {
+		si = &sj->items[i];
+		it = &j->items[i];
+		it->url = xstrdup(si->url != NULL ? si->url : "");
+		it->path = si->path != NULL ? xstrdup(si->path) : NULL;
+		it->part = si->part != NULL ? xstrdup(si->part) : NULL;
+		it->validator = si->validator != NULL ?
+		    xstrdup(si->validator) : NULL;
+		it->error = si->error != NULL ? xstrdup(si->error) : NULL;
+		it->http_status = si->http_status;
+		it->bytes = si->bytes;
+		it->attempts = si->attempts;
+		switch (si->state) {
+		case STORE_ITEM_DONE:
+			it->state = ITEM_DONE;
+			j->bytes_done += it->bytes;
+			break;
+		case STORE_ITEM_FAILED:
+			it->state = ITEM_FAILED;
+			j->bytes_done += it->bytes;
+			break;
+		case STORE_ITEM_CANCELLED:
+			it->state = ITEM_CANCELLED;
+			j->bytes_done += it->bytes;
+			break;
+		default:
+			it->state = ITEM_QUEUED;
+			it->bytes = 0;
+			break;
+		}
+		j->count[it->state]++;
+		js->count[it->state]++;
+		if (it->state != ITEM_QUEUED)
+			continue;
+		it->committing = si->state == STORE_ITEM_COMMITTING &&
+		    it->path != NULL;
+		if (it->part != NULL)
+			it->probe = wfile_probe(js->writer, it->part,
+			    item_probe_cb, it);
+		else if (it->committing) {
+			it->probing_final = 1;
+			it->probe = wfile_probe(js->writer, it->path,
+			    item_probe_cb, it);
+		} else
+			item_make_runnable(it);
+	}
+	js->bytes += j->bytes_done;
+	if (sj->state >= 0 && sj->state < JOB_NSTATES)
+		j->state = (enum job_state)sj->state;
+	if (!job_ended(j) && j->count[ITEM_QUEUED] == 0 &&
+	    j->count[ITEM_ACTIVE] == 0) {
+		j->state = JOB_RUNNING;
+		job_update(j);
+	}
+	if (!TAILQ_EMPTY(&j->runq) && !j->in_ring) {
+		TAILQ_INSERT_TAIL(&js->ring, j, ring_entry);
+		j->in_ring = 1;
+	}
+}
+
+/* Load the stored jobs and start what is left of them. */
+int
+jobs_restore(struct jobs *js)
+{
+	struct timeval now = { 0, 0 };
+	size_t pending;
+
+	if (js->store != NULL && store_load(js->store, jobs_restore_job, js) ==
+	    -1)
+		return -1;
+	pending = js->count[ITEM_QUEUED];
+	if (js->njobs > 0)
+		log_info("restored %zu jobs, %zu items to fetch", js->nlive,
+		    pending);
+	/* Prune now (on the first loop turn), then every PRUNE_INTERVAL. */
+	evtimer_add(js->prune_ev, &now);
+	jobs_pump(js);
+	return 0;
+}
+
+/* Apply a reloaded config. */
+void
+jobs_reconfigure(struct jobs *js)
+{
+	fetcher_reconfigure(js->fetcher);
+	jobs_pump(js);
+}
+
+/* Forget a pending accept callback. */
+void
+job_clear_accept(struct job *j)
+{
+	j->accept_cb = NULL;
+	j->accept_arg = NULL;
 }
 
 /* Find a job by id. */
@@ -576,8 +1163,7 @@ jobs_list_json(struct jobs *js, const char *state)
 	int want = -1;
 
 	if (state != NULL) {
-		for (k = 0; k < sizeof job_state_names / sizeof *job_state_names;
-		    k++) {
+		for (k = 0; k < JOB_NSTATES; k++) {
 			if (strcmp(state, job_state_names[k]) == 0)
 				want = (int)k;
 		}
@@ -586,7 +1172,8 @@ jobs_list_json(struct jobs *js, const char *state)
 	}
 	list = json_array();
 	for (i = js->njobs; i > 0; i--) {
-		if (want != -1 && (int)js->all[i - 1]->state != want)
+		if (js->all[i - 1] == NULL || (want != -1 &&
+		    (int)js->all[i - 1]->state != want))
 			continue;
 		json_array_append_new(list, job_json(js->all[i - 1], 0));
 	}
@@ -599,10 +1186,10 @@ jobs_status_json(struct jobs *js)
 {
 	const struct config *cfg = js->cfg;
 
-	return json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisi}}",
+	return json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisisi}}",
 	    "version", IMGFETCHD_VERSION,
 	    "uptime", (json_int_t)(time(NULL) - js->started),
-	    "jobs", (json_int_t)js->njobs,
+	    "jobs", (json_int_t)js->nlive,
 	    "items",
 	    "queued", (json_int_t)js->count[ITEM_QUEUED],
 	    "active", (json_int_t)js->count[ITEM_ACTIVE],
@@ -619,7 +1206,8 @@ jobs_status_json(struct jobs *js)
 	    "max_request_body", (json_int_t)cfg->max_request_body,
 	    "timeout", (json_int_t)cfg->timeout,
 	    "connect_timeout", (int)cfg->connect_timeout,
-	    "max_redirects", cfg->max_redirects);
+	    "max_redirects", cfg->max_redirects,
+	    "retries", cfg->retries);
 }
 
 /* Cancel a job's remaining items. */
@@ -631,21 +1219,30 @@ job_cancel(struct job *j)
 
 	if (job_ended(j))
 		return;
+	j->cancel_requested = 1;
 	for (i = 0; i < j->nitems; i++) {
 		it = &j->items[i];
 		if (it->state != ITEM_QUEUED && it->state != ITEM_ACTIVE)
 			continue;
+		if (it->probe != NULL)
+			continue; /* finishes in item_probe_cb, then cancelled */
 		if (it->transfer != NULL) {
 			/* A job's bytes stay the sum of its items' bytes. */
 			it->bytes = transfer_bytes(it->transfer);
-			j->bytes_done += it->bytes;
-			j->jobs->bytes += it->bytes;
 			fetch_cancel(it->transfer);
 			it->transfer = NULL;
+		} else
+			it->bytes = 0;
+		j->bytes_done += it->bytes;
+		j->jobs->bytes += it->bytes;
+		if (it->retry_ev != NULL) {
+			event_free(it->retry_ev);
+			it->retry_ev = NULL;
 		}
-		free(it->path);
-		it->path = NULL;
+		item_unrun(it);
+		item_drop_part(it);
 		item_set_state(it, ITEM_CANCELLED);
+		item_store(it, STORE_ITEM_CANCELLED);
 		item_emit(it);
 	}
 	if (j->in_ring) {
@@ -657,14 +1254,29 @@ job_cancel(struct job *j)
 	jobs_pump(j->jobs);
 }
 
-/* Cancel everything that has not ended. */
+/* Start nothing new. */
 void
-jobs_cancel_all(struct jobs *js)
+jobs_stop_intake(struct jobs *js)
 {
-	size_t i;
+	js->stopping = 1;
+}
 
-	for (i = 0; i < js->njobs; i++)
-		job_cancel(js->all[i]);
+/* Stop every running item, keeping it resumable. */
+void
+jobs_suspend_all(struct jobs *js)
+{
+	struct job *j;
+	size_t i, k;
+
+	js->stopping = 1;
+	for (k = 0; k < js->njobs; k++) {
+		if ((j = js->all[k]) == NULL || j->count[ITEM_ACTIVE] == 0)
+			continue;
+		for (i = 0; i < j->nitems; i++) {
+			if (j->items[i].transfer != NULL)
+				fetch_suspend(j->items[i].transfer);
+		}
+	}
 }
 
 /* Items queued or active. */
@@ -672,6 +1284,13 @@ size_t
 jobs_pending(struct jobs *js)
 {
 	return js->count[ITEM_QUEUED] + js->count[ITEM_ACTIVE];
+}
+
+/* Items active. */
+size_t
+jobs_active(struct jobs *js)
+{
+	return js->count[ITEM_ACTIVE];
 }
 
 /* Follow a job's events. */

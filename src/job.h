@@ -1,4 +1,4 @@
-/* Jobs and their items: states, fair scheduling onto transfers, events. */
+/* Jobs and their items: states, fair scheduling, retries, events. */
 #ifndef JOB_H
 #define JOB_H
 
@@ -7,31 +7,49 @@
 struct event_base;
 struct config;
 struct fetcher;
+struct writer;
+struct store;
 struct job_request;
 struct jobs;
 struct job;
 struct job_watch;
 
+/* store may be NULL: nothing is kept across restarts then. */
 struct jobs *jobs_create(struct event_base *, struct fetcher *,
-    const struct config *);
+    struct writer *, struct store *, const struct config *);
 void jobs_destroy(struct jobs *);
+/* Load the jobs kept in the store (start-up, before the loop runs). */
+int jobs_restore(struct jobs *);
+/* Apply a reloaded config: caps and timeouts. */
+void jobs_reconfigure(struct jobs *);
+
+/* Called once a submitted job is stored (ok 0) or could not be (-1). */
+typedef void (*jobs_accept_cb)(void *arg, struct job *, int ok);
 
 /*
  * Accept a checked request as a new job; its contents are taken over and
- * the request left empty. Returns NULL with *status (503 when the queue is
- * full) and *cause set when it cannot be accepted.
+ * the request left empty. The job starts once it is stored; cb hears of
+ * that from the loop, never from inside this call. Returns NULL with
+ * *status (503 when the queue is full) and *cause set when the job cannot
+ * be accepted.
  */
 struct job *jobs_submit(struct jobs *, struct job_request *, int *status,
-    char **cause);
+    char **cause, jobs_accept_cb cb, void *arg);
 struct job *jobs_find(struct jobs *, unsigned long long id);
+/* Forget the accept callback of a job not yet stored (its caller is gone). */
+void job_clear_accept(struct job *);
 /* {"jobs": [...]} newest first; NULL if state is not a job state. */
 json_t *jobs_list_json(struct jobs *, const char *state);
 /* The /v1/status object. */
 json_t *jobs_status_json(struct jobs *);
-/* Cancel every job that has not ended (shutdown). */
-void jobs_cancel_all(struct jobs *);
 /* Items queued or active. */
 size_t jobs_pending(struct jobs *);
+size_t jobs_active(struct jobs *);
+
+/* Shutdown, step one: start nothing new; running items go on. */
+void jobs_stop_intake(struct jobs *);
+/* Step two: stop running items, keeping them resumable for the next start. */
+void jobs_suspend_all(struct jobs *);
 
 unsigned long long job_id(struct job *);
 int job_ended(struct job *);

@@ -1,8 +1,9 @@
 /*
  * imgfetchd: options, wiring and signals. One libevent loop in this thread
  * runs the API, libcurl and the job scheduler; the writer pool does the
- * file I/O. SIGINT/SIGTERM stop intake, cancel transfers (removing their
- * .part files), wait for the writer and exit 0.
+ * file I/O and the store thread keeps jobs in SQLite. SIGINT/SIGTERM stop
+ * intake, give in-flight items a grace period, keep the rest resumable
+ * and exit 0; SIGHUP reloads the configuration.
  */
 #include <sys/stat.h>
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -25,25 +27,32 @@
 #include "fetch.h"
 #include "job.h"
 #include "log.h"
+#include "store.h"
 #include "writer.h"
 #include "xmalloc.h"
 
-/* Seconds to wait for cancelled transfers and the writer at shutdown. */
-#define SHUTDOWN_GRACE_SECONDS 5
+/* Seconds to wait for the writer and the store after transfers stopped. */
+#define SHUTDOWN_DRAIN_SECONDS 5
+/* How often shutdown looks whether it may go on, in milliseconds. */
+#define SHUTDOWN_POLL_MS 50
 
 struct daemon {
 	struct event_base *base;
 	struct config cfg;
+	const char *conffile;
 	struct writer *writer;
 	struct fetcher *fetcher;
+	struct store *store;
 	struct jobs *jobs;
 	struct api *api;
 	struct event *sigint;
 	struct event *sigterm;
-	struct event *drain;
+	struct event *sighup;
+	struct event *stop_ev;
 	int rootfd;
-	int stopping;
-	int drain_ticks;
+	int stopping;   /* 1: grace period, 2: draining */
+	struct timeval grace_end;
+	struct timeval drain_end;
 };
 
 /* Print usage and exit. */
@@ -57,41 +66,120 @@ usage(void)
 	exit(2);
 }
 
-/* Shutdown: wait until every file is closed, then leave the loop. */
+/* Whether the monotonic-ish loop time has passed tv. */
+static int
+daemon_passed(struct daemon *d, const struct timeval *tv)
+{
+	struct timeval now;
+
+	event_base_gettimeofday_cached(d->base, &now);
+	return timercmp(&now, tv, >=);
+}
+
+/*
+ * Shutdown, polled: first the grace period, while in-flight items may
+ * finish; then the rest are suspended (kept resumable) and the writer
+ * drains; then the loop ends.
+ */
 static void
-daemon_drain_cb(evutil_socket_t fd, short what, void *arg)
+daemon_stop_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
-	struct timeval tv = { 0, 50000 };
+	struct timeval tv = { 0, SHUTDOWN_POLL_MS * 1000 };
+	struct timeval drain = { SHUTDOWN_DRAIN_SECONDS, 0 }, now;
 
-	if (fetcher_busy(d->fetcher) == 0 ||
-	    ++d->drain_ticks > SHUTDOWN_GRACE_SECONDS * 20) {
+	if (d->stopping == 1 && (jobs_active(d->jobs) == 0 ||
+	    daemon_passed(d, &d->grace_end))) {
+		if (jobs_active(d->jobs) > 0)
+			log_info("shutdown: grace period over, keeping %zu "
+			    "items resumable", jobs_active(d->jobs));
+		jobs_suspend_all(d->jobs);
+		d->stopping = 2;
+		event_base_gettimeofday_cached(d->base, &now);
+		timeradd(&now, &drain, &d->drain_end);
+	}
+	if (d->stopping == 2 && ((fetcher_busy(d->fetcher) == 0 &&
+	    writer_open_files(d->writer) == 0) ||
+	    daemon_passed(d, &d->drain_end))) {
 		if (fetcher_busy(d->fetcher) != 0)
 			log_warnx("shutdown: %zu transfers did not finish",
 			    fetcher_busy(d->fetcher));
 		event_base_loopbreak(d->base);
 		return;
 	}
-	evtimer_add(d->drain, &tv);
+	evtimer_add(d->stop_ev, &tv);
 }
 
-/* SIGINT/SIGTERM: stop intake and transfers. */
+/* SIGINT/SIGTERM: stop intake; a second signal skips the grace period. */
 static void
 daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
+	struct timeval grace = { d->cfg.shutdown_grace, 0 }, now;
 
 	if (d->stopping) {
-		log_warnx("signal %d again: exiting now", (int)sig);
-		event_base_loopbreak(d->base);
+		log_warnx("signal %d again: stopping transfers now", (int)sig);
+		d->grace_end.tv_sec = 0;
+		daemon_stop_cb(-1, 0, d);
 		return;
 	}
 	d->stopping = 1;
-	log_info("signal %d: stopping (%zu items pending)", (int)sig,
-	    jobs_pending(d->jobs));
+	log_info("signal %d: stopping (%zu items active, %zu pending; grace "
+	    "%ld s)", (int)sig, jobs_active(d->jobs), jobs_pending(d->jobs),
+	    d->cfg.shutdown_grace);
 	api_close(d->api);
-	jobs_cancel_all(d->jobs);
-	daemon_drain_cb(-1, 0, d);
+	jobs_stop_intake(d->jobs);
+	event_base_gettimeofday_cached(d->base, &now);
+	timeradd(&now, &grace, &d->grace_end);
+	daemon_stop_cb(-1, 0, d);
+}
+
+/* SIGHUP: read the config again and apply it if it is valid. */
+static void
+daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct config new;
+	char *cause = NULL;
+
+	if (d->conffile == NULL) {
+		log_info("SIGHUP: no configuration file to reload");
+		return;
+	}
+	config_init(&new);
+	if (config_load(&new, d->conffile, &cause) == -1) {
+		log_error("SIGHUP: %s; keeping the running configuration",
+		    cause);
+		free(cause);
+		config_finish(&new);
+		return;
+	}
+	/* What is bound at start-up stays; say so rather than pretend. */
+#define KEEP_STRING(f) do {						\
+	if (strcmp(new.f, d->cfg.f) != 0)				\
+		log_warnx("SIGHUP: " #f " changes only on restart");	\
+	free(new.f);							\
+	new.f = xstrdup(d->cfg.f);					\
+} while (0)
+#define KEEP_NUMBER(f) do {						\
+	if (new.f != d->cfg.f)						\
+		log_warnx("SIGHUP: " #f " changes only on restart");	\
+	new.f = d->cfg.f;						\
+} while (0)
+	KEEP_STRING(socket_path);
+	KEEP_STRING(download_dir);
+	KEEP_STRING(state_dir);
+	KEEP_NUMBER(socket_mode);
+	KEEP_NUMBER(workers);
+#undef KEEP_STRING
+#undef KEEP_NUMBER
+	config_finish(&d->cfg);
+	d->cfg = new;
+	log_set_level(d->cfg.log_level);
+	jobs_reconfigure(d->jobs);
+	log_info("SIGHUP: configuration reloaded from %s (%d transfers, %d "
+	    "per host, %zu headers)", d->conffile, d->cfg.max_transfers,
+	    d->cfg.max_host_connections, d->cfg.nheaders);
 }
 
 /* Open (creating if needed) the download root. */
@@ -129,7 +217,6 @@ int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	const char *conffile = NULL;
 	char *cause = NULL;
 	int ch, check = 0, verbose = 0, status = 1;
 
@@ -138,7 +225,7 @@ main(int argc, char **argv)
 	while ((ch = getopt(argc, argv, "c:nvh")) != -1) {
 		switch (ch) {
 		case 'c':
-			conffile = optarg;
+			d.conffile = optarg;
 			break;
 		case 'n':
 			check = 1;
@@ -155,7 +242,8 @@ main(int argc, char **argv)
 
 	log_init(LOG_LEVEL_INFO, "imgfetchd");
 	config_init(&d.cfg);
-	if (conffile != NULL && config_load(&d.cfg, conffile, &cause) == -1) {
+	if (d.conffile != NULL && config_load(&d.cfg, d.conffile, &cause) ==
+	    -1) {
 		fprintf(stderr, "imgfetchd: %s\n", cause);
 		free(cause);
 		config_finish(&d.cfg);
@@ -169,6 +257,7 @@ main(int argc, char **argv)
 	log_set_level(verbose > 0 ? LOG_LEVEL_DEBUG : d.cfg.log_level);
 
 	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned int)(time(NULL) ^ getpid()));
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		fatalx("curl_global_init failed");
 	if (evthread_use_pthreads() == -1)
@@ -178,21 +267,30 @@ main(int argc, char **argv)
 
 	if ((d.rootfd = daemon_open_root(d.cfg.download_dir)) == -1)
 		goto out;
+	if ((d.store = store_open(d.base, d.cfg.state_dir, &cause)) == NULL) {
+		log_error("%s", cause);
+		free(cause);
+		goto out;
+	}
 	d.writer = writer_create(d.base, d.rootfd, d.cfg.workers);
 	d.fetcher = fetcher_create(d.base, d.writer, &d.cfg);
-	d.jobs = jobs_create(d.base, d.fetcher, &d.cfg);
+	d.jobs = jobs_create(d.base, d.fetcher, d.writer, d.store, &d.cfg);
 	if ((d.api = api_create(d.base, d.jobs, &d.cfg)) == NULL)
+		goto out;
+	if (jobs_restore(d.jobs) == -1)
 		goto out;
 
 	d.sigint = evsignal_new(d.base, SIGINT, daemon_signal_cb, &d);
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_signal_cb, &d);
-	d.drain = evtimer_new(d.base, daemon_drain_cb, &d);
+	d.sighup = evsignal_new(d.base, SIGHUP, daemon_reload_cb, &d);
+	d.stop_ev = evtimer_new(d.base, daemon_stop_cb, &d);
 	evsignal_add(d.sigint, NULL);
 	evsignal_add(d.sigterm, NULL);
+	evsignal_add(d.sighup, NULL);
 
-	log_info("imgfetchd %s: downloads in %s, %d transfers, %d workers",
-	    IMGFETCHD_VERSION, d.cfg.download_dir, d.cfg.max_transfers,
-	    d.cfg.workers);
+	log_info("imgfetchd %s: downloads in %s, state in %s, %d transfers, "
+	    "%d workers", IMGFETCHD_VERSION, d.cfg.download_dir,
+	    d.cfg.state_dir, d.cfg.max_transfers, d.cfg.workers);
 	event_base_dispatch(d.base);
 	status = 0;
 	log_info("stopped");
@@ -201,10 +299,12 @@ out:
 	if (d.sigint != NULL) {
 		event_free(d.sigint);
 		event_free(d.sigterm);
-		event_free(d.drain);
+		event_free(d.sighup);
+		event_free(d.stop_ev);
 	}
-	/* Cancelled transfers are gone; free what is left. */
 	fetcher_destroy(d.fetcher);
+	/* Writes every queued state change before the jobs go away. */
+	store_close(d.store);
 	jobs_destroy(d.jobs);
 	writer_destroy(d.writer);
 	if (d.rootfd != -1)

@@ -2,15 +2,17 @@
  * DESIGN
  *
  * The writer pool does all file I/O for downloads so that a slow disk never
- * stalls the event loop: mkdir, open of NAME.part, write, fsync, rename and
- * unlink all run on one of a fixed number of worker threads.
+ * stalls the event loop: mkdir, open of NAME.part, write, fsync, stat,
+ * rename and unlink all run on one of a fixed number of worker threads.
  *
  * What crosses the thread boundary, and who owns what:
  * - A struct wfile is created and freed on the loop thread. Its "loop" part
- *   (the chunk being filled, the callback) is touched only there; its
- *   "worker" part (directory fd, file fd, names, error) only by the one
- *   worker that holds the file; the "shared" part (the op queue, flags,
- *   pending byte count) only under writer->lock.
+ *   (the chunk being filled, the callback, the .part claim) is touched only
+ *   there; its "worker" part (directory fd, file fd, chosen name, sizes)
+ *   only by the one worker holding the file, and by the loop thread once
+ *   the file is reported PREPARED or DONE (nothing is queued for it then);
+ *   the "shared" part (op queue, flags, pending byte count, error) only
+ *   under writer->lock.
  * - A chunk is filled on the loop thread, then handed over inside an op;
  *   from then on the worker owns it and frees it once written.
  * - Ops of one file run in order: a file is on the ready queue at most once
@@ -20,8 +22,12 @@
  *   activating a libevent event (evthread_use_pthreads is on); the loop
  *   thread drains that queue and calls the owners' callbacks. Workers never
  *   touch libevent otherwise, nor libcurl, nor job state.
- * - Commit and abort are the last op of a file; once a worker has run one
- *   it never touches the file again, and the loop frees it after WFILE_DONE.
+ * - Commit is two steps so that the owner can record the chosen final name
+ *   (in the job store) before the rename makes it visible: COMMIT writes,
+ *   fsyncs, closes and picks the name (PREPARED); RENAME renames (DONE).
+ * - RENAME, SUSPEND, ABORT and PROBE are the last op of a file; once a
+ *   worker has run one it never touches the file again, and the loop frees
+ *   it after WFILE_DONE.
  * Workers block all signals, so only the main thread sees them.
  */
 #include <sys/queue.h>
@@ -47,7 +53,8 @@
 #define RENAME_NOREPLACE (1 << 0)
 #endif
 
-enum op_type { OP_WRITE, OP_COMMIT, OP_ABORT };
+enum op_type { OP_WRITE, OP_COMMIT, OP_RENAME, OP_SUSPEND, OP_ABORT,
+    OP_PROBE };
 
 struct op {
 	enum op_type type;
@@ -61,6 +68,12 @@ struct wfile {
 	struct writer *writer;
 	/* Set at open, read-only afterwards. */
 	char *relpath;
+	char *dirpart;   /* directory part of relpath, "" for the root */
+	char *base;      /* final base name wanted */
+	char *part;      /* relative path of the .part, claimed */
+	char *partbase;  /* its base name inside the directory */
+	unsigned long long offset;
+	int resume;
 	enum exists_policy policy;
 	int do_fsync;
 	wfile_cb cb;
@@ -71,6 +84,7 @@ struct wfile {
 	size_t buflen;
 	size_t bufcap;
 	int closing;
+	int claimed;
 
 	/* Shared, under writer->lock. */
 	struct op_list ops;
@@ -81,19 +95,19 @@ struct wfile {
 	int want_drain;
 	int ev_drained;
 	int ev_failed;
+	int ev_prepared;
 	int ev_done;
+	char *error;
 	TAILQ_ENTRY(wfile) ready_entry;
 	TAILQ_ENTRY(wfile) done_entry;
 
-	/* Worker only (and the loop thread after WFILE_DONE). */
+	/* Worker (then loop thread once PREPARED or DONE). */
 	int dirfd;
 	int fd;
-	char *dirpart;   /* directory part of relpath, "" for the root */
-	char *base;      /* final base name wanted */
-	char *partname;  /* base name of the .part file, once open */
-	char *partkey;   /* its relative path, as claimed in writer->parts */
-	char *finalpath; /* relative path it was renamed to */
-	char *error;
+	char *final;     /* chosen base name */
+	char *finalpath; /* relative path of the final name */
+	unsigned long long size;
+	int opened;
 	int failed;
 	int ok;
 	int skipped;
@@ -108,16 +122,16 @@ struct writer {
 	pthread_cond_t cond;
 	struct wfile_list ready;
 	struct wfile_list done;
-	size_t open_files;
 	int stopping;
 	struct event *done_ev;
-	/* Base names of .part files being written, so two items never share one. */
-	char **parts;
+	/* Loop thread only. */
+	size_t open_files;
+	char **parts;  /* .part paths claimed by open files */
 	size_t nparts;
 };
 
 static void *writer_main(void *);
-static void writer_done_cb(int, short, void *);
+static void writer_done_cb(evutil_socket_t, short, void *);
 
 /* Start the pool. */
 struct writer *
@@ -185,10 +199,90 @@ writer_open_files(struct writer *w)
 	return w->open_files;
 }
 
-/* Begin a file; nothing touches the disk yet. */
-struct wfile *
-wfile_open(struct writer *w, const char *relpath, enum exists_policy policy,
-    int do_fsync, wfile_cb cb, void *arg)
+/* Name base with suffix k before its extension: "a.png", 2 -> "a-2.png". */
+static char *
+wfile_suffixed(const char *base, int k)
+{
+	const char *dot;
+	char *s;
+
+	if (k == 0)
+		return xstrdup(base);
+	dot = strrchr(base, '.');
+	if (dot == NULL || dot == base)
+		xasprintf(&s, "%s-%d", base, k);
+	else
+		xasprintf(&s, "%.*s-%d%s", (int)(dot - base), base, k, dot);
+	return s;
+}
+
+/* Whether another open file has claimed this .part path. */
+static int
+writer_part_used(struct writer *w, const char *part)
+{
+	size_t i;
+
+	for (i = 0; i < w->nparts; i++) {
+		if (strcmp(w->parts[i], part) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* Claim a .part path for the file: the given one, or a free one. */
+static int
+wfile_claim(struct wfile *f, const char *want)
+{
+	struct writer *w = f->writer;
+	const char *slash;
+	char *cand, *name;
+	int k;
+
+	if (want != NULL) {
+		if (writer_part_used(w, want))
+			return -1;
+		name = xstrdup(want);
+	} else {
+		for (k = 0;; k++) {
+			cand = wfile_suffixed(f->base, k);
+			xasprintf(&name, "%s%s%s.part", f->dirpart,
+			    *f->dirpart != '\0' ? "/" : "", cand);
+			free(cand);
+			if (!writer_part_used(w, name))
+				break;
+			free(name);
+		}
+	}
+	w->parts = xreallocarray(w->parts, w->nparts + 1, sizeof *w->parts);
+	w->parts[w->nparts++] = name;
+	f->part = name;
+	slash = strrchr(name, '/');
+	f->partbase = xstrdup(slash != NULL ? slash + 1 : name);
+	f->claimed = 1;
+	return 0;
+}
+
+/* Give the .part claim back. */
+static void
+wfile_unclaim(struct wfile *f)
+{
+	struct writer *w = f->writer;
+	size_t i;
+
+	if (!f->claimed)
+		return;
+	for (i = 0; i < w->nparts; i++) {
+		if (w->parts[i] == f->part) {
+			w->parts[i] = w->parts[--w->nparts];
+			break;
+		}
+	}
+	f->claimed = 0;
+}
+
+/* Allocate a file for relpath. */
+static struct wfile *
+wfile_new(struct writer *w, const char *relpath, wfile_cb cb, void *arg)
 {
 	struct wfile *f;
 	const char *slash;
@@ -196,8 +290,6 @@ wfile_open(struct writer *w, const char *relpath, enum exists_policy policy,
 	f = xcalloc(1, sizeof *f);
 	f->writer = w;
 	f->relpath = xstrdup(relpath);
-	f->policy = policy;
-	f->do_fsync = do_fsync;
 	f->cb = cb;
 	f->arg = arg;
 	f->dirfd = -1;
@@ -212,6 +304,59 @@ wfile_open(struct writer *w, const char *relpath, enum exists_policy policy,
 	}
 	w->open_files++;
 	return f;
+}
+
+/* Free a finished file. */
+static void
+wfile_free(struct wfile *f)
+{
+	struct op *op;
+
+	wfile_unclaim(f);
+	while ((op = TAILQ_FIRST(&f->ops)) != NULL) {
+		TAILQ_REMOVE(&f->ops, op, entry);
+		free(op->data);
+		free(op);
+	}
+	free(f->buf);
+	free(f->relpath);
+	free(f->dirpart);
+	free(f->base);
+	free(f->part);
+	free(f->partbase);
+	free(f->final);
+	free(f->finalpath);
+	free(f->error);
+	free(f);
+}
+
+/* Begin a file; nothing touches the disk yet. */
+struct wfile *
+wfile_open(struct writer *w, const struct wfile_spec *spec, wfile_cb cb,
+    void *arg)
+{
+	struct wfile *f;
+
+	f = wfile_new(w, spec->relpath, cb, arg);
+	f->policy = spec->policy;
+	f->do_fsync = spec->do_fsync;
+	if (spec->part != NULL) {
+		f->resume = 1;
+		f->offset = spec->offset;
+	}
+	if (wfile_claim(f, spec->part) == -1) {
+		w->open_files--;
+		wfile_free(f);
+		return NULL;
+	}
+	return f;
+}
+
+/* The .part file's relative path. */
+const char *
+wfile_part(struct wfile *f)
+{
+	return f->part;
 }
 
 /* Queue an op for the file and make sure a worker will see it. */
@@ -262,10 +407,10 @@ wfile_write(struct wfile *f, const void *data, size_t len)
 			want = f->buflen + len;
 			if (want < 16384)
 				want = 16384;
+			if (want < f->bufcap * 2)
+				want = f->bufcap * 2;
 			if (want > CHUNK_SIZE)
 				want = CHUNK_SIZE;
-			if (want < f->bufcap * 2 && f->bufcap * 2 <= CHUNK_SIZE)
-				want = f->bufcap * 2;
 			f->buf = xrealloc(f->buf, want);
 			f->bufcap = want;
 		}
@@ -293,6 +438,16 @@ wfile_pending(struct wfile *f)
 	return n + f->buflen;
 }
 
+/* Put the file on the completion queue (lock held). */
+static void
+wfile_report_locked(struct wfile *f)
+{
+	if (!f->in_done) {
+		f->in_done = 1;
+		TAILQ_INSERT_TAIL(&f->writer->done, f, done_entry);
+	}
+}
+
 /* Ask for WFILE_DRAINED once the pending bytes are low again. */
 void
 wfile_want_drain(struct wfile *f)
@@ -305,10 +460,7 @@ wfile_want_drain(struct wfile *f)
 		/* Already low: report through the queue, never re-entrantly. */
 		now = 1;
 		f->ev_drained = 1;
-		if (!f->in_done) {
-			f->in_done = 1;
-			TAILQ_INSERT_TAIL(&w->done, f, done_entry);
-		}
+		wfile_report_locked(f);
 	} else
 		f->want_drain = 1;
 	pthread_mutex_unlock(&w->lock);
@@ -316,23 +468,45 @@ wfile_want_drain(struct wfile *f)
 		event_active(w->done_ev, 0, 0);
 }
 
-/* Write the rest and rename into place. */
+/* Mark the file closing; a second close is a bug in the caller. */
+static void
+wfile_closing(struct wfile *f, const char *what)
+{
+	if (f->closing)
+		fatalx("%s: %s closed twice", what, f->relpath);
+	f->closing = 1;
+}
+
+/* Write the rest, close and choose the final name. */
 void
 wfile_commit(struct wfile *f)
 {
-	if (f->closing)
-		fatalx("wfile_commit: %s closed twice", f->relpath);
-	f->closing = 1;
+	wfile_closing(f, "wfile_commit");
 	wfile_flush(f);
 	wfile_push(f, OP_COMMIT, NULL, 0);
+}
+
+/* Rename a prepared file into place. */
+void
+wfile_rename(struct wfile *f)
+{
+	wfile_push(f, OP_RENAME, NULL, 0);
+}
+
+/* Write what is buffered and keep the .part. */
+void
+wfile_suspend(struct wfile *f)
+{
+	wfile_closing(f, "wfile_suspend");
+	wfile_flush(f);
+	wfile_push(f, OP_SUSPEND, NULL, 0);
 }
 
 /* Drop the file and its .part. */
 void
 wfile_abort(struct wfile *f)
 {
-	if (f->closing)
-		fatalx("wfile_abort: %s closed twice", f->relpath);
+	/* Allowed after PREPARED, which already set closing. */
 	f->closing = 1;
 	free(f->buf);
 	f->buf = NULL;
@@ -340,7 +514,43 @@ wfile_abort(struct wfile *f)
 	wfile_push(f, OP_ABORT, NULL, 0);
 }
 
-/* Whether the commit put the file in place. */
+/* Find the size of an existing .part. */
+struct wfile *
+wfile_probe(struct writer *w, const char *part, wfile_cb cb, void *arg)
+{
+	struct wfile *f;
+
+	f = wfile_new(w, part, cb, arg);
+	f->closing = 1;
+	wfile_push(f, OP_PROBE, NULL, 0);
+	return f;
+}
+
+/* Nobody waits for a removal. */
+static void
+wfile_remove_cb(struct wfile *f, enum wfile_event ev, void *arg)
+{
+}
+
+/* Remove a .part kept by an earlier attempt. */
+void
+wfile_remove(struct writer *w, const char *part)
+{
+	struct wfile *f;
+	const char *slash;
+
+	if (writer_part_used(w, part))
+		return;
+	f = wfile_new(w, part, wfile_remove_cb, NULL);
+	f->resume = 1;
+	f->closing = 1;
+	f->part = xstrdup(part);
+	slash = strrchr(part, '/');
+	f->partbase = xstrdup(slash != NULL ? slash + 1 : part);
+	wfile_push(f, OP_ABORT, NULL, 0);
+}
+
+/* Whether the last step worked. */
 int
 wfile_ok(struct wfile *f)
 {
@@ -373,36 +583,21 @@ wfile_skipped(struct wfile *f)
 	return f->skipped;
 }
 
-/* Free a finished file. */
-static void
-wfile_free(struct wfile *f)
+/* Bytes in the .part. */
+unsigned long long
+wfile_size(struct wfile *f)
 {
-	struct op *op;
-
-	while ((op = TAILQ_FIRST(&f->ops)) != NULL) {
-		TAILQ_REMOVE(&f->ops, op, entry);
-		free(op->data);
-		free(op);
-	}
-	free(f->buf);
-	free(f->relpath);
-	free(f->dirpart);
-	free(f->base);
-	free(f->partname);
-	free(f->partkey);
-	free(f->finalpath);
-	free(f->error);
-	free(f);
+	return f->size;
 }
 
 /* Loop thread: deliver worker reports to the owners. */
 static void
-writer_done_cb(int fd, short what, void *arg)
+writer_done_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct writer *w = arg;
 	struct wfile_list list;
 	struct wfile *f;
-	int drained, failed, done;
+	int drained, failed, prepared, done;
 
 	TAILQ_INIT(&list);
 	pthread_mutex_lock(&w->lock);
@@ -415,17 +610,21 @@ writer_done_cb(int fd, short what, void *arg)
 		f->in_done = 0;
 		drained = f->ev_drained;
 		failed = f->ev_failed;
+		prepared = f->ev_prepared;
 		done = f->ev_done;
-		f->ev_drained = f->ev_failed = 0;
+		f->ev_drained = f->ev_failed = f->ev_prepared = 0;
 		pthread_mutex_unlock(&w->lock);
 
 		if (done) {
 			w->open_files--;
+			wfile_unclaim(f);
 			f->cb(f, WFILE_DONE, f->arg);
 			wfile_free(f);
 			continue;
 		}
-		if (failed)
+		if (prepared)
+			f->cb(f, WFILE_PREPARED, f->arg);
+		else if (failed)
 			f->cb(f, WFILE_FAILED, f->arg);
 		else if (drained)
 			f->cb(f, WFILE_DRAINED, f->arg);
@@ -450,13 +649,15 @@ wfile_fail(struct wfile *f, const char *what, const char *name, int error)
 	f->failed = 1;
 }
 
-/* Worker: open (creating as needed) each directory of the file's path. */
+/* Worker: open each directory of the file's path, creating if asked. */
 static int
-wfile_open_dir(struct wfile *f)
+wfile_open_dir(struct wfile *f, int create)
 {
 	char *copy, *p, *comp;
 	int fd, next;
 
+	if (f->dirfd != -1)
+		return 0;
 	fd = dup(f->writer->rootfd);
 	if (fd == -1) {
 		wfile_fail(f, "open", ".", errno);
@@ -468,7 +669,7 @@ wfile_open_dir(struct wfile *f)
 			continue;
 		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
 		    O_CLOEXEC);
-		if (next == -1 && errno == ENOENT) {
+		if (next == -1 && errno == ENOENT && create) {
 			if (mkdirat(fd, comp, 0755) == -1 && errno != EEXIST) {
 				wfile_fail(f, "mkdir", comp, errno);
 				goto fail;
@@ -492,94 +693,46 @@ fail:
 	return -1;
 }
 
-/* Name base with suffix k before its extension: "a.png", 2 -> "a-2.png". */
-static char *
-wfile_suffixed(const char *base, int k)
-{
-	const char *dot;
-	char *s;
-
-	if (k == 0)
-		return xstrdup(base);
-	dot = strrchr(base, '.');
-	if (dot == NULL || dot == base)
-		xasprintf(&s, "%s-%d", base, k);
-	else
-		xasprintf(&s, "%.*s-%d%s", (int)(dot - base), base, k, dot);
-	return s;
-}
-
-/* Worker: claim a .part name no other file of this pool is using. */
-static void
-wfile_claim_part(struct wfile *f)
-{
-	struct writer *w = f->writer;
-	char *name, *cand;
-	size_t i;
-	int k, used;
-
-	pthread_mutex_lock(&w->lock);
-	for (k = 0;; k++) {
-		cand = wfile_suffixed(f->base, k);
-		xasprintf(&name, "%s%s%s.part", f->dirpart,
-		    *f->dirpart != '\0' ? "/" : "", cand);
-		free(cand);
-		used = 0;
-		for (i = 0; i < w->nparts; i++) {
-			if (strcmp(w->parts[i], name) == 0) {
-				used = 1;
-				break;
-			}
-		}
-		if (!used)
-			break;
-		free(name);
-	}
-	w->parts = xreallocarray(w->parts, w->nparts + 1, sizeof *w->parts);
-	w->parts[w->nparts++] = name;
-	pthread_mutex_unlock(&w->lock);
-	cand = strrchr(name, '/');
-	f->partname = xstrdup(cand != NULL ? cand + 1 : name);
-	f->partkey = name;
-}
-
-/* Worker: give the .part name back. */
-static void
-wfile_release_part(struct wfile *f)
-{
-	struct writer *w = f->writer;
-	size_t i;
-
-	pthread_mutex_lock(&w->lock);
-	for (i = 0; i < w->nparts; i++) {
-		if (w->parts[i] == f->partkey) {
-			w->parts[i] = w->parts[--w->nparts];
-			break;
-		}
-	}
-	pthread_mutex_unlock(&w->lock);
-	free(f->partkey);
-	f->partkey = NULL;
-}
-
-/* Worker: make sure the .part file is open. */
+/* Worker: make sure the .part file is open (and cut to offset on resume). */
 static int
 wfile_ensure_open(struct wfile *f)
 {
+	struct stat st;
+
 	if (f->fd != -1)
 		return 0;
-	if (f->failed)
+	if (f->failed || wfile_open_dir(f, 1) == -1)
 		return -1;
-	if (wfile_open_dir(f) == -1)
-		return -1;
-	wfile_claim_part(f);
-	f->fd = openat(f->dirfd, f->partname, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (!f->resume) {
+		f->fd = openat(f->dirfd, f->partbase, O_WRONLY | O_CREAT |
+		    O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (f->fd == -1) {
+			wfile_fail(f, "open", f->partbase, errno);
+			return -1;
+		}
+		f->opened = 1;
+		return 0;
+	}
+	f->fd = openat(f->dirfd, f->partbase, O_WRONLY | O_NOFOLLOW |
+	    O_CLOEXEC);
 	if (f->fd == -1) {
-		wfile_fail(f, "open", f->partname, errno);
-		wfile_release_part(f);
-		free(f->partname);
-		f->partname = NULL;
+		wfile_fail(f, "resume", f->partbase, errno);
+		return -1;
+	}
+	f->opened = 1;
+	/* Keep exactly the bytes the server was asked to continue after. */
+	if (fstat(f->fd, &st) == -1) {
+		wfile_fail(f, "resume", f->partbase, errno);
+		return -1;
+	}
+	if ((unsigned long long)st.st_size < f->offset) {
+		wfile_fail(f, "resume: shorter than expected:", f->partbase,
+		    ERANGE);
+		return -1;
+	}
+	if (ftruncate(f->fd, (off_t)f->offset) == -1 ||
+	    lseek(f->fd, 0, SEEK_END) == -1) {
+		wfile_fail(f, "resume", f->partbase, errno);
 		return -1;
 	}
 	return 0;
@@ -598,31 +751,12 @@ wfile_do_write(struct wfile *f, const char *data, size_t len)
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			wfile_fail(f, "write", f->partname, errno);
+			wfile_fail(f, "write", f->partbase, errno);
 			return;
 		}
 		data += n;
 		len -= (size_t)n;
 	}
-}
-
-/* Worker: rename the .part to name, never replacing unless overwrite. */
-static int
-wfile_rename(struct wfile *f, const char *name, int noreplace)
-{
-	if (!noreplace)
-		return renameat(f->dirfd, f->partname, f->dirfd, name);
-	if (renameat2(f->dirfd, f->partname, f->dirfd, name,
-	    RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-	/* File systems without RENAME_NOREPLACE: link fails on EEXIST too. */
-	if (linkat(f->dirfd, f->partname, f->dirfd, name, 0) == -1)
-		return -1;
-	if (unlinkat(f->dirfd, f->partname, 0) == -1)
-		log_warn("writer: unlink %s", f->partname);
-	return 0;
 }
 
 /* Worker: close the file and remove the .part. */
@@ -633,17 +767,17 @@ wfile_do_abort(struct wfile *f)
 		close(f->fd);
 		f->fd = -1;
 	}
-	if (f->partname != NULL) {
-		if (unlinkat(f->dirfd, f->partname, 0) == -1 && errno != ENOENT)
-			log_warn("writer: unlink %s", f->partname);
-		wfile_release_part(f);
-	}
+	/* Nothing on disk to remove if it was never opened. */
+	if ((f->opened || f->resume) && wfile_open_dir(f, 0) == 0 && unlinkat(f->dirfd, f->partbase, 0) ==
+	    -1 && errno != ENOENT)
+		log_warn("writer: unlink %s", f->part);
 }
 
-/* Worker: fsync, close and rename into place under the exists policy. */
+/* Worker: write, fsync, close; choose the final name. */
 static void
 wfile_do_commit(struct wfile *f)
 {
+	struct stat st;
 	char *name;
 	int k, error;
 
@@ -651,44 +785,131 @@ wfile_do_commit(struct wfile *f)
 	if (wfile_ensure_open(f) == -1 || f->failed)
 		goto fail;
 	if (f->do_fsync && fsync(f->fd) == -1) {
-		wfile_fail(f, "fsync", f->partname, errno);
+		wfile_fail(f, "fsync", f->partbase, errno);
 		goto fail;
 	}
 	error = close(f->fd);
 	f->fd = -1;
 	if (error == -1) {
-		wfile_fail(f, "close", f->partname, errno);
+		wfile_fail(f, "close", f->partbase, errno);
 		goto fail;
 	}
-
 	for (k = 0;; k++) {
 		name = wfile_suffixed(f->base, k);
-		if (wfile_rename(f, name, f->policy != EXISTS_OVERWRITE) == 0)
+		if (f->policy == EXISTS_OVERWRITE ||
+		    fstatat(f->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			break;
-		error = errno;
-		if (error == EEXIST && f->policy == EXISTS_SKIP) {
-			/* The existing file stays; ours is dropped. */
+		if (f->policy == EXISTS_SKIP) {
 			f->skipped = 1;
-			unlinkat(f->dirfd, f->partname, 0);
 			break;
 		}
 		free(name);
-		if (error != EEXIST || f->policy != EXISTS_SUFFIX ||
-		    k == SUFFIX_MAX) {
-			wfile_fail(f, "rename to", f->base, error);
+		if (k == SUFFIX_MAX) {
+			wfile_fail(f, "no free name for", f->base, EEXIST);
 			goto fail;
 		}
 	}
-	if (f->do_fsync && fsync(f->dirfd) == -1)
-		log_warn("writer: fsync directory %s", f->dirpart);
-	wfile_release_part(f);
+	f->final = name;
 	xasprintf(&f->finalpath, "%s%s%s", f->dirpart,
 	    *f->dirpart != '\0' ? "/" : "", name);
-	free(name);
-	f->ok = 1;
 	return;
 fail:
 	wfile_do_abort(f);
+}
+
+/* Worker: rename the .part to name, never replacing unless overwrite. */
+static int
+wfile_try_rename(struct wfile *f, const char *name, int noreplace)
+{
+	if (!noreplace)
+		return renameat(f->dirfd, f->partbase, f->dirfd, name);
+	if (renameat2(f->dirfd, f->partbase, f->dirfd, name,
+	    RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	/* File systems without RENAME_NOREPLACE: link fails on EEXIST too. */
+	if (linkat(f->dirfd, f->partbase, f->dirfd, name, 0) == -1)
+		return -1;
+	if (unlinkat(f->dirfd, f->partbase, 0) == -1)
+		log_warn("writer: unlink %s", f->part);
+	return 0;
+}
+
+/* Worker: rename the prepared file into place. */
+static void
+wfile_do_rename(struct wfile *f)
+{
+	char *name;
+	int k;
+
+	if (f->skipped) {
+		/* The existing file stays; ours is dropped. */
+		wfile_do_abort(f);
+		f->ok = 1;
+		return;
+	}
+	for (k = 0;; k++) {
+		if (wfile_try_rename(f, f->final,
+		    f->policy != EXISTS_OVERWRITE) == 0)
+			break;
+		/* Someone took the name since it was chosen: the next one. */
+		if (errno != EEXIST || f->policy != EXISTS_SUFFIX ||
+		    k == SUFFIX_MAX) {
+			wfile_fail(f, "rename to", f->final, errno);
+			wfile_do_abort(f);
+			return;
+		}
+		name = wfile_suffixed(f->base, k + 1);
+		free(f->final);
+		f->final = name;
+		free(f->finalpath);
+		xasprintf(&f->finalpath, "%s%s%s", f->dirpart,
+		    *f->dirpart != '\0' ? "/" : "", name);
+	}
+	if (f->do_fsync && fsync(f->dirfd) == -1)
+		log_warn("writer: fsync directory %s", f->dirpart);
+	f->ok = 1;
+}
+
+/* Worker: close and keep the .part, noting its size. */
+static void
+wfile_do_suspend(struct wfile *f)
+{
+	struct stat st;
+
+	if (f->fd == -1) {
+		/* Nothing was ever written: there is no .part to keep. */
+		f->size = f->resume ? f->offset : 0;
+		f->ok = !f->failed && f->resume;
+		return;
+	}
+	if (fstat(f->fd, &st) == 0)
+		f->size = (unsigned long long)st.st_size;
+	if (close(f->fd) == -1)
+		wfile_fail(f, "close", f->partbase, errno);
+	f->fd = -1;
+	f->ok = !f->failed;
+}
+
+/* Worker: the size of an existing .part, never following links. */
+static void
+wfile_do_probe(struct wfile *f)
+{
+	struct stat st;
+
+	if (wfile_open_dir(f, 0) == -1)
+		return;
+	if (fstatat(f->dirfd, f->base, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		wfile_fail(f, "stat", f->base, errno);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		wfile_fail(f, "stat", f->base, EINVAL);
+		return;
+	}
+	f->size = (unsigned long long)st.st_size;
+	f->ok = 1;
 }
 
 /* Worker thread: take files off the ready queue and run their ops. */
@@ -700,7 +921,7 @@ writer_main(void *arg)
 	struct op_list ops;
 	struct op *op;
 	size_t written;
-	int was_failed, finished, notify;
+	int was_failed, finished, prepared, notify;
 
 	pthread_mutex_lock(&w->lock);
 	for (;;) {
@@ -717,7 +938,7 @@ writer_main(void *arg)
 
 		was_failed = f->failed;
 		written = 0;
-		finished = 0;
+		finished = prepared = 0;
 		while ((op = TAILQ_FIRST(&ops)) != NULL) {
 			TAILQ_REMOVE(&ops, op, entry);
 			switch (op->type) {
@@ -728,10 +949,25 @@ writer_main(void *arg)
 				break;
 			case OP_COMMIT:
 				wfile_do_commit(f);
+				if (f->failed)
+					finished = 1;
+				else
+					prepared = 1;
+				break;
+			case OP_RENAME:
+				wfile_do_rename(f);
+				finished = 1;
+				break;
+			case OP_SUSPEND:
+				wfile_do_suspend(f);
 				finished = 1;
 				break;
 			case OP_ABORT:
 				wfile_do_abort(f);
+				finished = 1;
+				break;
+			case OP_PROBE:
+				wfile_do_probe(f);
 				finished = 1;
 				break;
 			}
@@ -751,7 +987,10 @@ writer_main(void *arg)
 			f->ev_done = 1;
 			notify = 1;
 		} else {
-			if (f->failed && !was_failed) {
+			if (prepared) {
+				f->ev_prepared = 1;
+				notify = 1;
+			} else if (f->failed && !was_failed) {
 				f->ev_failed = 1;
 				notify = 1;
 			}
@@ -765,11 +1004,8 @@ writer_main(void *arg)
 				TAILQ_INSERT_TAIL(&w->ready, f, ready_entry);
 			}
 		}
-		if (notify && !f->in_done) {
-			f->in_done = 1;
-			TAILQ_INSERT_TAIL(&w->done, f, done_entry);
-		}
 		if (notify) {
+			wfile_report_locked(f);
 			pthread_mutex_unlock(&w->lock);
 			event_active(w->done_ev, 0, 0);
 			pthread_mutex_lock(&w->lock);

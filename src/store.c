@@ -1,0 +1,1090 @@
+/*
+ * DESIGN
+ *
+ * The job store keeps jobs and the state of their items in SQLite so that a
+ * restarted daemon can carry on where it stopped. The database is
+ * DIR/imgfetchd.db in WAL mode with synchronous=NORMAL: a commit survives a
+ * kill -9 of the process (not a power cut before the next checkpoint), and
+ * fsync is paid only at checkpoints. DIR/imgfetchd.lock carries an
+ * exclusive flock for as long as the store is open, so a second daemon on
+ * the same directory fails at start-up instead of corrupting the first
+ * one's view of the jobs.
+ *
+ * Schema (PRAGMA user_version = STORE_SCHEMA_VERSION):
+ *   jobs(id, created, finished, state, dir, name, headers)
+ *   items(job -> jobs.id ON DELETE CASCADE, n, url, state, path, part,
+ *         validator, error, http_status, bytes, attempts), key (job, n)
+ * Times are seconds since the epoch; finished is 0 while a job runs. The
+ * header list is stored newline-joined in jobs.headers ("" for none):
+ * headers are checked to hold no CR or LF before they reach a job, and
+ * store_add_job refuses a job whose headers do.
+ *
+ * What runs where, and who owns what:
+ * - store_open and store_load run on the main thread before the loop; the
+ *   connection is guarded by store->dblock, which the store thread holds
+ *   while it runs a batch, so a load never sees half a batch.
+ * - store_add_job and friends run on the loop thread. They copy everything
+ *   into a struct sop and append it to store->queue under store->lock;
+ *   from then on the op belongs to the store. They never call back.
+ * - The loop thread wakes the store thread through a "kick" event it
+ *   activates on itself, so every operation queued during one pass of the
+ *   loop is in the queue before the thread looks: back-to-back calls
+ *   become one transaction whatever the timing. The thread takes the
+ *   queue only when kicked, or when closing.
+ * - The store thread takes the whole queue under the lock, runs it with the
+ *   lock released in one transaction (BEGIN IMMEDIATE ... COMMIT), each
+ *   operation inside a savepoint so that one bad operation (an update of an
+ *   unknown item) fails alone. If the transaction itself fails, it is
+ *   rolled back and every operation in it fails.
+ * - Operations with a callback then go, in order, onto store->done and the
+ *   thread activates done_ev; the loop thread drains that list, calls the
+ *   callbacks and frees the ops. Operations without one are freed by the
+ *   store thread. The thread touches SQLite, the ops and the two lists
+ *   only: never job state, and libevent only through event_active.
+ * - store_close stops the thread once the queue is empty: everything queued
+ *   is committed, but callbacks not yet delivered are dropped, since the
+ *   loop may no longer run. A callback must not call store_close.
+ * The store thread blocks all signals, so only the main thread sees them.
+ */
+#include <sys/file.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <sqlite3.h>
+
+#include "log.h"
+#include "store.h"
+#include "xmalloc.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_DB_NAME "imgfetchd.db"
+#define STORE_LOCK_NAME "imgfetchd.lock"
+
+static const char store_schema[] =
+    "CREATE TABLE jobs ("
+    " id INTEGER PRIMARY KEY,"
+    " created INTEGER NOT NULL,"
+    " finished INTEGER NOT NULL DEFAULT 0,"
+    " state INTEGER NOT NULL,"
+    " dir TEXT,"
+    " name TEXT,"
+    " headers TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX jobs_finished ON jobs (finished) WHERE finished != 0;"
+    "CREATE TABLE items ("
+    " job INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
+    " n INTEGER NOT NULL,"
+    " url TEXT,"
+    " state INTEGER NOT NULL,"
+    " path TEXT,"
+    " part TEXT,"
+    " validator TEXT,"
+    " error TEXT,"
+    " http_status INTEGER NOT NULL DEFAULT 0,"
+    " bytes INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (job, n)) WITHOUT ROWID;";
+
+enum store_stmt {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
+	ST_INSERT_JOB,
+	ST_INSERT_ITEM,
+	ST_UPDATE_JOB,
+	ST_UPDATE_ITEM,
+	ST_PRUNE,
+	ST_SELECT_JOBS,
+	ST_SELECT_ITEMS,
+	ST_COUNT
+};
+
+/* Items bind ?1 job, ?2 n, ?3..?10 the mutable columns, ?11 url. */
+static const char *const store_sql[ST_COUNT] = {
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT op",
+    [ST_RELEASE] = "RELEASE op",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO op",
+    [ST_INSERT_JOB] = "INSERT INTO jobs (id, created, finished, state, dir,"
+		      " name, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_INSERT_ITEM] = "INSERT INTO items (job, n, state, path, part,"
+		       " validator, error, http_status, bytes, attempts, url)"
+		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    [ST_UPDATE_JOB] = "UPDATE jobs SET state = ?2, finished = ?3"
+		      " WHERE id = ?1",
+    [ST_UPDATE_ITEM] =
+	"UPDATE items SET state = ?3, path = ?4, part = ?5,"
+	" validator = ?6, error = ?7, http_status = ?8, bytes = ?9,"
+	" attempts = ?10 WHERE job = ?1 AND n = ?2",
+    [ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
+    [ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
+		       " headers FROM jobs ORDER BY id",
+    [ST_SELECT_ITEMS] =
+	"SELECT n, url, state, path, part, validator,"
+	" error, http_status, bytes, attempts FROM items WHERE job = ?1"
+	" ORDER BY n",
+};
+
+enum sop_type { SOP_ADD_JOB, SOP_UPDATE_JOB, SOP_UPDATE_ITEM, SOP_PRUNE };
+
+/* One queued operation, with its own copy of every string. */
+struct sop {
+	enum sop_type type;
+	store_cb cb;
+	void *arg;
+	int ok;
+
+	unsigned long long id; /* job */
+	int state;
+	time_t time; /* created, finished or the prune limit */
+	time_t finished;
+	const char *dir;
+	const char *name;
+	const char *headers; /* newline-joined */
+	int bad_headers;
+	struct store_item *items;
+	size_t nitems;
+	char *strings; /* every string above points in here */
+
+	TAILQ_ENTRY(sop) entry;
+};
+TAILQ_HEAD(sop_list, sop);
+
+struct store {
+	char *dir;
+	int lockfd;
+	sqlite3 *db;
+	sqlite3_stmt *st[ST_COUNT];
+	char err[256]; /* last SQLite error, under dblock */
+	pthread_mutex_t dblock;
+
+	pthread_t thread;
+	int started;
+	struct event *kick_ev;
+	struct event *done_ev;
+	int kicked; /* loop thread only */
+
+	/* Shared, under lock. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct sop_list queue;
+	struct sop_list done;
+	int wake; /* kicked: take the queue */
+	int stopping;
+	size_t commits;
+};
+
+static void *store_main(void *);
+static void store_kick_cb(int, short, void *);
+static void store_done_cb(int, short, void *);
+
+/* Free an operation and its copies. */
+static void
+sop_free(struct sop *op)
+{
+	free(op->items);
+	free(op->strings);
+	free(op);
+}
+
+/* Bytes needed to copy a string that may be NULL. */
+static size_t
+str_size(const char *s)
+{
+	return s == NULL ? 0 : strlen(s) + 1;
+}
+
+/* Copy a string that may be NULL to *p and advance *p. */
+static const char *
+str_put(char **p, const char *s)
+{
+	char *start = *p;
+	size_t n;
+
+	if (s == NULL)
+		return NULL;
+	n = strlen(s) + 1;
+	memcpy(start, s, n);
+	*p += n;
+	return start;
+}
+
+/* Bytes needed to copy an item's strings. */
+static size_t
+item_size(const struct store_item *it, int with_url)
+{
+	return (with_url ? str_size(it->url) : 0) + str_size(it->path) +
+	    str_size(it->part) + str_size(it->validator) + str_size(it->error);
+}
+
+/* Copy an item, its strings to *p. */
+static void
+item_copy(struct store_item *dst, const struct store_item *src, char **p,
+    int with_url)
+{
+	*dst = *src;
+	dst->url = with_url ? str_put(p, src->url) : NULL;
+	dst->path = str_put(p, src->path);
+	dst->part = str_put(p, src->part);
+	dst->validator = str_put(p, src->validator);
+	dst->error = str_put(p, src->error);
+}
+
+/* Fail with a cause naming the store directory. */
+static void __attribute__((format(printf, 3, 4)))
+store_cause(char **cause, const char *dir, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	if (vasprintf(&msg, fmt, ap) == -1)
+		fatal("store_open: vasprintf");
+	va_end(ap);
+	xasprintf(cause, "store %s: %s", dir, msg);
+	free(msg);
+}
+
+/* Take the directory's lock file; -1 with *cause if it is held. */
+static int
+store_lock(struct store *s, char **cause)
+{
+	char *path;
+	int fd;
+
+	xasprintf(&path, "%s/%s", s->dir, STORE_LOCK_NAME);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		store_cause(cause, s->dir, "%s: %s", path, strerror(errno));
+		free(path);
+		return -1;
+	}
+	free(path);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		if (errno == EWOULDBLOCK)
+			xasprintf(cause,
+			    "state directory %s is in use by "
+			    "another imgfetchd",
+			    s->dir);
+		else
+			store_cause(cause, s->dir, "lock: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	s->lockfd = fd;
+	return 0;
+}
+
+/* Read one integer from a constant query; -1 with *cause on error. */
+static int
+store_query_int(struct store *s, const char *sql, long long *v, char **cause)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		store_cause(cause, s->dir, "%s", sqlite3_errmsg(s->db));
+		return -1;
+	}
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		store_cause(cause, s->dir, "%s", sqlite3_errmsg(s->db));
+		sqlite3_finalize(st);
+		return -1;
+	}
+	*v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* Run constant SQL; -1 with *cause on error. */
+static int
+store_exec_sql(struct store *s, const char *sql, char **cause)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		store_cause(cause, s->dir, "%s",
+		    msg != NULL ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Open the database, set it up and create or check the schema. */
+static int
+store_open_db(struct store *s, char **cause)
+{
+	const char *mode;
+	sqlite3_stmt *st;
+	long long version;
+	char *path;
+	int flags, rc, i;
+
+	flags =
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+#ifdef SQLITE_OPEN_NOFOLLOW
+	flags |= SQLITE_OPEN_NOFOLLOW;
+#endif
+	xasprintf(&path, "%s/%s", s->dir, STORE_DB_NAME);
+	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		store_cause(cause, s->dir, "%s: %s", path,
+		    s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		free(path);
+		return -1;
+	}
+	free(path);
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+
+	/* journal_mode answers with the mode it ended up in. */
+	if (sqlite3_prepare_v2(
+		s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK) {
+		store_cause(cause, s->dir, "%s", sqlite3_errmsg(s->db));
+		return -1;
+	}
+	rc = sqlite3_step(st);
+	mode =
+	    rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+	if (mode == NULL || strcmp(mode, "wal") != 0) {
+		store_cause(cause, s->dir, "cannot use WAL mode: %s",
+		    mode != NULL ? mode : sqlite3_errmsg(s->db));
+		sqlite3_finalize(st);
+		return -1;
+	}
+	sqlite3_finalize(st);
+	if (store_exec_sql(s, "PRAGMA synchronous=NORMAL", cause) != 0 ||
+	    store_exec_sql(s, "PRAGMA foreign_keys=ON", cause) != 0)
+		return -1;
+
+	if (store_query_int(s, "PRAGMA user_version", &version, cause) != 0)
+		return -1;
+	if (version == 0) {
+		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
+			return -1;
+		if (store_exec_sql(s, store_schema, cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 1", cause) != 0 ||
+		    store_exec_sql(s, "COMMIT", cause) != 0) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+		log_debug("store: created %s/%s", s->dir, STORE_DB_NAME);
+	} else if (version != STORE_SCHEMA_VERSION) {
+		store_cause(cause, s->dir,
+		    "schema version %lld, this imgfetchd "
+		    "knows version %d",
+		    version, STORE_SCHEMA_VERSION);
+		return -1;
+	}
+
+	for (i = 0; i < ST_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, store_sql[i], -1,
+			SQLITE_PREPARE_PERSISTENT, &s->st[i],
+			NULL) != SQLITE_OK) {
+			store_cause(cause, s->dir, "%s", sqlite3_errmsg(s->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Close the database and the lock file. */
+static void
+store_close_db(struct store *s)
+{
+	int i, rc;
+
+	for (i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	if (s->db != NULL && (rc = sqlite3_close(s->db)) != SQLITE_OK)
+		log_warnx("store_close: %s", sqlite3_errstr(rc));
+	if (s->lockfd != -1)
+		close(s->lockfd);
+}
+
+/* Open (creating) the store and start its thread. */
+struct store *
+store_open(struct event_base *base, const char *dir, char **cause)
+{
+	struct store *s;
+	sigset_t all, old;
+	int error;
+
+	s = xcalloc(1, sizeof *s);
+	s->dir = xstrdup(dir);
+	s->lockfd = -1;
+	TAILQ_INIT(&s->queue);
+	TAILQ_INIT(&s->done);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->dblock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		store_cause(cause, dir, "mkdir: %s", strerror(errno));
+		goto fail;
+	}
+	if (store_lock(s, cause) != 0 || store_open_db(s, cause) != 0)
+		goto fail;
+
+	s->kick_ev = event_new(base, -1, 0, store_kick_cb, s);
+	s->done_ev = event_new(base, -1, 0, store_done_cb, s);
+	if (s->kick_ev == NULL || s->done_ev == NULL) {
+		store_cause(cause, dir, "event_new failed");
+		goto fail;
+	}
+
+	/* The thread inherits a full signal mask. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	error = pthread_create(&s->thread, NULL, store_main, s);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (error != 0) {
+		store_cause(cause, dir, "pthread_create: %s", strerror(error));
+		goto fail;
+	}
+	s->started = 1;
+	log_debug("store: opened %s/%s", dir, STORE_DB_NAME);
+	return s;
+
+fail:
+	store_close(s);
+	return NULL;
+}
+
+/* Commit everything queued, stop the thread and close the database. */
+void
+store_close(struct store *s)
+{
+	struct sop *op;
+	size_t dropped = 0;
+
+	if (s == NULL)
+		return;
+	if (s->started) {
+		pthread_mutex_lock(&s->lock);
+		s->stopping = 1;
+		pthread_cond_signal(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		pthread_join(s->thread, NULL);
+	}
+	/* The thread is gone: the lists are ours. */
+	while ((op = TAILQ_FIRST(&s->done)) != NULL) {
+		TAILQ_REMOVE(&s->done, op, entry);
+		sop_free(op);
+		dropped++;
+	}
+	while ((op = TAILQ_FIRST(&s->queue)) != NULL) {
+		TAILQ_REMOVE(&s->queue, op, entry);
+		sop_free(op);
+	}
+	if (dropped != 0)
+		log_debug("store_close: %zu callbacks dropped", dropped);
+	if (s->kick_ev != NULL)
+		event_free(s->kick_ev);
+	if (s->done_ev != NULL)
+		event_free(s->done_ev);
+	store_close_db(s);
+	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->dblock);
+	pthread_cond_destroy(&s->cond);
+	free(s->dir);
+	free(s);
+}
+
+/* Transactions committed so far. */
+size_t
+store_commits(struct store *s)
+{
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->commits;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+/* A block of strings copied out of a query, freed all at once. */
+struct store_block {
+	struct store_block *next;
+	size_t used;
+	size_t size;
+	char data[];
+};
+
+/* Copy len bytes and a NUL into the blocks. */
+static char *
+store_block_copy(struct store_block **head, const void *src, size_t len)
+{
+	struct store_block *b = *head;
+	size_t size;
+	char *p;
+
+	if (b == NULL || b->size - b->used < len + 1) {
+		size = len + 1 > 65536 ? len + 1 : 65536;
+		b = xmalloc(sizeof *b + size);
+		b->next = *head;
+		b->used = 0;
+		b->size = size;
+		*head = b;
+	}
+	p = b->data + b->used;
+	memcpy(p, src, len);
+	p[len] = '\0';
+	b->used += len + 1;
+	return p;
+}
+
+/* Free all blocks. */
+static void
+store_blocks_free(struct store_block **head)
+{
+	struct store_block *b;
+
+	while ((b = *head) != NULL) {
+		*head = b->next;
+		free(b);
+	}
+}
+
+/* Copy a text column; NULL stays NULL. */
+static char *
+store_column(struct store_block **head, sqlite3_stmt *st, int col)
+{
+	const unsigned char *t;
+
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return NULL;
+	if ((t = sqlite3_column_text(st, col)) == NULL)
+		fatalx("store_load: out of memory");
+	return store_block_copy(head, t, (size_t)sqlite3_column_bytes(st, col));
+}
+
+/* Split a newline-joined header list (in the blocks) into an array. */
+static char **
+store_split_headers(char *joined, size_t *n)
+{
+	char **headers, *p;
+	size_t i;
+
+	*n = 0;
+	if (joined == NULL || *joined == '\0')
+		return NULL;
+	*n = 1;
+	for (p = joined; *p != '\0'; p++) {
+		if (*p == '\n')
+			(*n)++;
+	}
+	headers = xcalloc(*n, sizeof *headers);
+	for (i = 0; i < *n; i++)
+		headers[i] = strsep(&joined, "\n");
+	return headers;
+}
+
+/* Read one job's items into *items (grown as needed). */
+static int
+store_load_items(struct store *s, unsigned long long id,
+    struct store_block **blocks, struct store_item **items, size_t *cap,
+    size_t *n)
+{
+	sqlite3_stmt *st = s->st[ST_SELECT_ITEMS];
+	struct store_item *it;
+	int rc;
+
+	*n = 0;
+	if (sqlite3_bind_int64(st, 1, (sqlite3_int64)id) != SQLITE_OK)
+		goto fail;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == *cap) {
+			*cap = *cap == 0 ? 64 : *cap * 2;
+			*items = xreallocarray(*items, *cap, sizeof **items);
+		}
+		it = &(*items)[(*n)++];
+		it->n = (unsigned long)sqlite3_column_int64(st, 0);
+		it->url = store_column(blocks, st, 1);
+		it->state = sqlite3_column_int(st, 2);
+		it->path = store_column(blocks, st, 3);
+		it->part = store_column(blocks, st, 4);
+		it->validator = store_column(blocks, st, 5);
+		it->error = store_column(blocks, st, 6);
+		it->http_status = (long)sqlite3_column_int64(st, 7);
+		it->bytes = (unsigned long long)sqlite3_column_int64(st, 8);
+		it->attempts = sqlite3_column_int(st, 9);
+	}
+	if (rc != SQLITE_DONE)
+		goto fail;
+	sqlite3_reset(st);
+	return 0;
+fail:
+	log_warnx("store_load: job %llu items: %s", id, sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	return -1;
+}
+
+/* Read every job with its items, oldest first. */
+int
+store_load(struct store *s, store_load_cb cb, void *arg)
+{
+	sqlite3_stmt *st = s->st[ST_SELECT_JOBS];
+	struct store_block *blocks = NULL;
+	struct store_item *items = NULL;
+	struct store_job job;
+	char **headers;
+	size_t cap = 0, njobs = 0;
+	int rc, ret = -1;
+
+	pthread_mutex_lock(&s->dblock);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&job, 0, sizeof job);
+		job.id = (unsigned long long)sqlite3_column_int64(st, 0);
+		job.created = (time_t)sqlite3_column_int64(st, 1);
+		job.finished = (time_t)sqlite3_column_int64(st, 2);
+		job.state = sqlite3_column_int(st, 3);
+		job.dir = store_column(&blocks, st, 4);
+		job.name = store_column(&blocks, st, 5);
+		headers = store_split_headers(
+		    store_column(&blocks, st, 6), &job.nheaders);
+		job.headers = headers;
+		if (store_load_items(
+			s, job.id, &blocks, &items, &cap, &job.nitems) != 0) {
+			free(headers);
+			goto out;
+		}
+		job.items = items;
+		cb(arg, &job);
+		free(headers);
+		store_blocks_free(&blocks);
+		njobs++;
+	}
+	if (rc != SQLITE_DONE) {
+		log_warnx("store_load: %s", sqlite3_errmsg(s->db));
+		goto out;
+	}
+	log_debug("store: loaded %zu jobs", njobs);
+	ret = 0;
+out:
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&s->dblock);
+	store_blocks_free(&blocks);
+	free(items);
+	return ret;
+}
+
+/* Loop thread: queue an operation; the thread looks once this pass ends. */
+static void
+store_push(struct store *s, struct sop *op)
+{
+	op->ok = -1;
+	pthread_mutex_lock(&s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		log_warnx("store: operation after store_close dropped");
+		sop_free(op);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&s->queue, op, entry);
+	pthread_mutex_unlock(&s->lock);
+	if (!s->kicked) {
+		s->kicked = 1;
+		event_active(s->kick_ev, 0, 0);
+	}
+}
+
+/* Queue a new job with all its items. */
+void
+store_add_job(
+    struct store *s, const struct store_job *job, store_cb cb, void *arg)
+{
+	struct sop *op;
+	size_t size, i;
+	char *p;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = SOP_ADD_JOB;
+	op->cb = cb;
+	op->arg = arg;
+	op->id = job->id;
+	op->time = job->created;
+	op->finished = job->finished;
+	op->state = job->state;
+
+	size = str_size(job->dir) + str_size(job->name) + 1;
+	for (i = 0; i < job->nheaders; i++) {
+		size += strlen(job->headers[i]) + 1;
+		if (strpbrk(job->headers[i], "\r\n") != NULL)
+			op->bad_headers = 1;
+	}
+	for (i = 0; i < job->nitems; i++)
+		size += item_size(&job->items[i], 1);
+	op->strings = p = xmalloc(size);
+
+	op->dir = str_put(&p, job->dir);
+	op->name = str_put(&p, job->name);
+	op->headers = p;
+	for (i = 0; i < job->nheaders; i++) {
+		if (i > 0)
+			*p++ = '\n';
+		size = strlen(job->headers[i]);
+		memcpy(p, job->headers[i], size);
+		p += size;
+	}
+	*p++ = '\0';
+	op->items = xcalloc(job->nitems, sizeof *op->items);
+	op->nitems = job->nitems;
+	for (i = 0; i < job->nitems; i++)
+		item_copy(&op->items[i], &job->items[i], &p, 1);
+	store_push(s, op);
+}
+
+/* Queue a job's new state and end time. */
+void
+store_update_job(struct store *s, unsigned long long id, int state,
+    time_t finished, store_cb cb, void *arg)
+{
+	struct sop *op;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = SOP_UPDATE_JOB;
+	op->cb = cb;
+	op->arg = arg;
+	op->id = id;
+	op->state = state;
+	op->finished = finished;
+	store_push(s, op);
+}
+
+/* Queue an item's new state (every column but the URL). */
+void
+store_update_item(struct store *s, unsigned long long job,
+    const struct store_item *item, store_cb cb, void *arg)
+{
+	struct sop *op;
+	char *p;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = SOP_UPDATE_ITEM;
+	op->cb = cb;
+	op->arg = arg;
+	op->id = job;
+	op->items = xcalloc(1, sizeof *op->items);
+	op->nitems = 1;
+	op->strings = p = xmalloc(item_size(item, 0));
+	item_copy(op->items, item, &p, 0);
+	store_push(s, op);
+}
+
+/* Queue the removal of jobs that ended before a time. */
+void
+store_prune(struct store *s, time_t before, store_cb cb, void *arg)
+{
+	struct sop *op;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = SOP_PRUNE;
+	op->cb = cb;
+	op->arg = arg;
+	op->time = before;
+	store_push(s, op);
+}
+
+/* Loop thread: wake the store thread for what this pass queued. */
+static void
+store_kick_cb(int fd, short what, void *arg)
+{
+	struct store *s = arg;
+
+	s->kicked = 0;
+	pthread_mutex_lock(&s->lock);
+	s->wake = 1;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Loop thread: deliver the results of committed batches, in order. */
+static void
+store_done_cb(int fd, short what, void *arg)
+{
+	struct store *s = arg;
+	struct sop_list list;
+	struct sop *op;
+
+	TAILQ_INIT(&list);
+	pthread_mutex_lock(&s->lock);
+	TAILQ_CONCAT(&list, &s->done, entry);
+	pthread_mutex_unlock(&s->lock);
+
+	while ((op = TAILQ_FIRST(&list)) != NULL) {
+		TAILQ_REMOVE(&list, op, entry);
+		op->cb(op->arg, op->ok);
+		sop_free(op);
+	}
+}
+
+/* Store thread: step a statement that returns no rows, then reset it. */
+static int
+store_step(struct store *s, sqlite3_stmt *st)
+{
+	int rc;
+
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		snprintf(s->err, sizeof s->err, "%s", sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Store thread: note a failed bind. */
+static int
+store_bind_failed(struct store *s, sqlite3_stmt *st, int rc)
+{
+	snprintf(s->err, sizeof s->err, "bind: %s", sqlite3_errstr(rc));
+	sqlite3_clear_bindings(st);
+	return -1;
+}
+
+/* Store thread: bind an item's columns. */
+static int
+store_bind_item(struct store *s, sqlite3_stmt *st, unsigned long long job,
+    const struct store_item *it, int with_url)
+{
+	int rc;
+
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)job);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)it->n);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, 3, it->state);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 4, it->path, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 5, it->part, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, it->validator, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 7, it->error, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 8, it->http_status);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 9, (sqlite3_int64)it->bytes);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, 10, it->attempts);
+	if (rc == SQLITE_OK && with_url)
+		rc = sqlite3_bind_text(st, 11, it->url, -1, SQLITE_STATIC);
+	if (rc != SQLITE_OK)
+		return store_bind_failed(s, st, rc);
+	return 0;
+}
+
+/* Store thread: insert a job and its items. */
+static int
+store_apply_add(struct store *s, struct sop *op)
+{
+	sqlite3_stmt *st = s->st[ST_INSERT_JOB];
+	size_t i;
+	int rc;
+
+	if (op->bad_headers) {
+		log_warnx(
+		    "store_add_job: job %llu: a header holds CR or LF", op->id);
+		return -1;
+	}
+	rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)op->id);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 2, (sqlite3_int64)op->time);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)op->finished);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int(st, 4, op->state);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 5, op->dir, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, op->name, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 7, op->headers, -1, SQLITE_STATIC);
+	if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
+	    store_step(s, st) != 0)
+		goto fail;
+
+	st = s->st[ST_INSERT_ITEM];
+	for (i = 0; i < op->nitems; i++) {
+		if (store_bind_item(s, st, op->id, &op->items[i], 1) != 0 ||
+		    store_step(s, st) != 0) {
+			log_warnx("store_add_job: job %llu item %lu: %s",
+			    op->id, op->items[i].n, s->err);
+			return -1;
+		}
+	}
+	return 0;
+fail:
+	log_warnx("store_add_job: job %llu: %s", op->id, s->err);
+	return -1;
+}
+
+/* Store thread: apply one operation inside the open transaction. */
+static int
+store_apply(struct store *s, struct sop *op)
+{
+	sqlite3_stmt *st;
+	const struct store_item *it;
+	int rc;
+
+	switch (op->type) {
+	case SOP_ADD_JOB:
+		return store_apply_add(s, op);
+	case SOP_UPDATE_JOB:
+		st = s->st[ST_UPDATE_JOB];
+		rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)op->id);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int(st, 2, op->state);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int64(
+			    st, 3, (sqlite3_int64)op->finished);
+		if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
+		    store_step(s, st) != 0) {
+			log_warnx(
+			    "store_update_job: job %llu: %s", op->id, s->err);
+			return -1;
+		}
+		if (sqlite3_changes(s->db) == 0) {
+			log_warnx("store_update_job: no job %llu", op->id);
+			return -1;
+		}
+		return 0;
+	case SOP_UPDATE_ITEM:
+		st = s->st[ST_UPDATE_ITEM];
+		it = &op->items[0];
+		if (store_bind_item(s, st, op->id, it, 0) != 0 ||
+		    store_step(s, st) != 0) {
+			log_warnx("store_update_item: job %llu item %lu: %s",
+			    op->id, it->n, s->err);
+			return -1;
+		}
+		if (sqlite3_changes(s->db) == 0) {
+			log_warnx("store_update_item: no item %lu in job %llu",
+			    it->n, op->id);
+			return -1;
+		}
+		return 0;
+	case SOP_PRUNE:
+		st = s->st[ST_PRUNE];
+		rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)op->time);
+		if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
+		    store_step(s, st) != 0) {
+			log_warnx("store_prune: %s", s->err);
+			return -1;
+		}
+		log_debug("store: pruned %d jobs", sqlite3_changes(s->db));
+		return 0;
+	}
+	return -1;
+}
+
+/* Store thread: run a batch in one transaction; 1 if it committed. */
+static int
+store_run(struct store *s, struct sop_list *batch)
+{
+	struct sop *op;
+	size_t n = 0;
+
+	if (store_step(s, s->st[ST_BEGIN]) != 0)
+		goto fail;
+	for (op = TAILQ_FIRST(batch); op != NULL; op = TAILQ_NEXT(op, entry)) {
+		n++;
+		if (store_step(s, s->st[ST_SAVEPOINT]) != 0)
+			goto fail;
+		if (store_apply(s, op) == 0) {
+			op->ok = 0;
+			if (store_step(s, s->st[ST_RELEASE]) != 0)
+				goto fail;
+			continue;
+		}
+		/* Some errors end the whole transaction by themselves. */
+		if (sqlite3_get_autocommit(s->db))
+			goto fail;
+		if (store_step(s, s->st[ST_ROLLBACK_TO]) != 0 ||
+		    store_step(s, s->st[ST_RELEASE]) != 0)
+			goto fail;
+	}
+	if (store_step(s, s->st[ST_COMMIT]) != 0)
+		goto fail;
+	return 1;
+
+fail:
+	log_warnx(
+	    "store: transaction of %zu operations rolled back: %s", n, s->err);
+	if (!sqlite3_get_autocommit(s->db) &&
+	    store_step(s, s->st[ST_ROLLBACK]) != 0)
+		log_warnx("store: rollback: %s", s->err);
+	for (op = TAILQ_FIRST(batch); op != NULL; op = TAILQ_NEXT(op, entry))
+		op->ok = -1;
+	return 0;
+}
+
+/* Store thread: take all queued operations and commit them together. */
+static void *
+store_main(void *arg)
+{
+	struct store *s = arg;
+	struct sop_list batch, done;
+	struct sop *op;
+	int committed, notify;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		while (!s->wake && !s->stopping)
+			pthread_cond_wait(&s->cond, &s->lock);
+		s->wake = 0;
+		if (TAILQ_EMPTY(&s->queue)) {
+			if (s->stopping)
+				break;
+			continue;
+		}
+		TAILQ_INIT(&batch);
+		TAILQ_CONCAT(&batch, &s->queue, entry);
+		pthread_mutex_unlock(&s->lock);
+
+		pthread_mutex_lock(&s->dblock);
+		committed = store_run(s, &batch);
+		pthread_mutex_unlock(&s->dblock);
+
+		TAILQ_INIT(&done);
+		while ((op = TAILQ_FIRST(&batch)) != NULL) {
+			TAILQ_REMOVE(&batch, op, entry);
+			if (op->cb != NULL)
+				TAILQ_INSERT_TAIL(&done, op, entry);
+			else
+				sop_free(op);
+		}
+
+		pthread_mutex_lock(&s->lock);
+		if (committed)
+			s->commits++;
+		notify = !TAILQ_EMPTY(&done);
+		TAILQ_CONCAT(&s->done, &done, entry);
+		if (notify) {
+			pthread_mutex_unlock(&s->lock);
+			event_active(s->done_ev, 0, 0);
+			pthread_mutex_lock(&s->lock);
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}

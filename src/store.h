@@ -1,0 +1,77 @@
+/* The job store: jobs and item states in SQLite (WAL), on its own thread. */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stddef.h>
+#include <time.h>
+
+struct event_base;
+struct store;
+
+/* Item states as stored; the same numbers as job.c's. */
+enum store_item_state { STORE_ITEM_QUEUED, STORE_ITEM_ACTIVE, STORE_ITEM_DONE,
+    STORE_ITEM_FAILED, STORE_ITEM_CANCELLED, STORE_ITEM_COMMITTING };
+
+/* One item's record. Strings may be NULL. */
+struct store_item {
+	unsigned long n;
+	const char *url;
+	int state;               /* enum store_item_state */
+	const char *path;        /* final relative path (done, committing) */
+	const char *part;        /* relative path of the .part file */
+	const char *validator;   /* ETag or Last-Modified for If-Range */
+	const char *error;
+	long http_status;
+	unsigned long long bytes;
+	int attempts;
+};
+
+/* One job's record. */
+struct store_job {
+	unsigned long long id;
+	time_t created;
+	time_t finished;         /* 0 while not ended */
+	int state;               /* job.c's job state number */
+	const char *dir;
+	const char *name;
+	char *const *headers;    /* "Name: value" */
+	size_t nheaders;
+	const struct store_item *items;
+	size_t nitems;
+};
+
+/* Called on the loop thread once an operation is committed (ok = 0) or failed (-1). */
+typedef void (*store_cb)(void *arg, int ok);
+/* Called for each stored job by store_load. */
+typedef void (*store_load_cb)(void *arg, const struct store_job *);
+
+/*
+ * Open (creating) DIR/imgfetchd.db in WAL mode and start the store thread.
+ * Returns NULL with *cause set.
+ */
+struct store *store_open(struct event_base *, const char *dir, char **cause);
+/* Flush every queued operation, stop the thread, close the database. */
+void store_close(struct store *);
+
+/* Read every job with its items, oldest first (start-up, before the loop). */
+int store_load(struct store *, store_load_cb, void *arg);
+
+/*
+ * Queue operations. All data is copied at the call. Operations are applied
+ * in call order; the store thread groups whatever is queued into one
+ * transaction, so many small updates cost one commit. cb (may be NULL) is
+ * called on the loop thread once the operation's transaction committed.
+ */
+void store_add_job(struct store *, const struct store_job *, store_cb,
+    void *arg);
+void store_update_job(struct store *, unsigned long long id, int state,
+    time_t finished, store_cb, void *arg);
+void store_update_item(struct store *, unsigned long long job,
+    const struct store_item *, store_cb, void *arg);
+/* Delete ended jobs that finished before the given time. */
+void store_prune(struct store *, time_t before, store_cb, void *arg);
+
+/* Statistic: transactions the store thread has committed so far. */
+size_t store_commits(struct store *);
+
+#endif
