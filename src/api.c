@@ -81,6 +81,9 @@ struct api {
 /* Seconds accepting pauses when the daemon is out of file descriptors. */
 #define API_EMFILE_PAUSE 1
 
+/* Bytes over max_request_body that are still read, to answer in JSON. */
+#define API_BODY_SLACK (64 * 1024)
+
 static struct api *api_current;
 
 /* The reason phrase for a status code. */
@@ -645,9 +648,13 @@ api_create(struct event_base *base, struct jobs *jobs,
 	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
 	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE |
 	    EVHTTP_REQ_CONNECT);
-	/* evhttp's own cap sits above ours so that we can answer in JSON. */
+	/*
+	 * evhttp's own cap sits API_BODY_SLACK above ours so that a body a
+	 * little too large gets our JSON 413; past that, evhttp answers 413
+	 * itself (libevent 2.1 lets no handler see a request it refused).
+	 */
 	evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_request_body +
-	    1);
+	    API_BODY_SLACK);
 	evhttp_set_max_headers_size(api->http, 65536);
 	evhttp_set_gencb(api->http, api_request_cb, api);
 	evhttp_set_timeout(api->http, (int)cfg->api_idle_timeout);

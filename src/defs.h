@@ -20,6 +20,8 @@
 
 /* One path component on disk, and a whole relative path. */
 #define NAME_MAX_BYTES 255
+/* A file's own name: room is left for "-9999" and ".part". */
+#define FILE_NAME_MAX_BYTES (NAME_MAX_BYTES - 10)
 #define RELPATH_MAX_BYTES 4000
 /* Longest URL accepted in a job. */
 #define URL_MAX_BYTES 8192

@@ -545,7 +545,9 @@ transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 
 	if (t->ops == NULL || t->closing || t->error != NULL)
 		return 0;
-	if (cfg->max_item_size > 0 && t->offset + t->bytes + t->headlen + len >
+	/* Before the file opens, the head is not yet counted in bytes. */
+	if (cfg->max_item_size > 0 && t->offset + t->bytes +
+	    (t->checked ? 0 : t->headlen) + len >
 	    (unsigned long long)cfg->max_item_size) {
 		transfer_fail(t, 1, "body larger than max_item_size (%lld "
 		    "bytes)", cfg->max_item_size);
@@ -782,8 +784,14 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, cfg->buffer_size);
 	curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION,
 	    (long)CURL_HTTP_VERSION_2TLS);
-	/* Wait for a connection to multiplex on rather than open another. */
-	curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
+	/*
+	 * Over https, wait for a connection that may multiplex (HTTP/2)
+	 * rather than open another; over plain http there is no HTTP/2 to
+	 * wait for, and waiting would queue every transfer to a host behind
+	 * its first response.
+	 */
+	if (strncasecmp(req->url, "https:", 6) == 0)
+		curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	if (cfg->max_item_size > 0)
 		curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE,

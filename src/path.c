@@ -540,21 +540,24 @@ fail:
 }
 
 /*
- * Append one component to a buffer, cut to NAME_MAX_BYTES if longer: the
+ * Append one component to a buffer, cut to max bytes if longer: the
  * extension is kept and the cut never splits a UTF-8 sequence.
  */
 static void
-path_add_component(struct path_buf *b, const char *s, size_t len)
+path_add_component(struct path_buf *b, const char *s, size_t len,
+    size_t max)
 {
 	size_t keep, dot, extlen = 0;
 
-	if (len <= NAME_MAX_BYTES) {
+	if (len <= max) {
 		path_buf_add(b, s, len);
 		return;
 	}
 	if (path_find_ext(s, len, &dot))
 		extlen = len - dot;
-	keep = NAME_MAX_BYTES - extlen;
+	if (extlen > max / 2)
+		extlen = 0;
+	keep = max - extlen;
 	while (keep > 0 && ((unsigned char)s[keep] & 0xc0) == 0x80)
 		keep--;
 	path_buf_add(b, s, keep);
@@ -615,10 +618,13 @@ path_expand(const char *dir, const char *tmpl, const struct path_vars *vars,
 	}
 	for (s = raw.p;; s = slash + 1) {
 		if ((slash = strchr(s, '/')) == NULL) {
-			path_add_component(&out, s, strlen(s));
+			/* Leave room for a "-N" suffix and ".part". */
+			path_add_component(&out, s, strlen(s),
+			    FILE_NAME_MAX_BYTES);
 			break;
 		}
-		path_add_component(&out, s, (size_t)(slash - s));
+		path_add_component(&out, s, (size_t)(slash - s),
+		    NAME_MAX_BYTES);
 		path_buf_add(&out, "/", 1);
 	}
 

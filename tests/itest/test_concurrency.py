@@ -1,0 +1,104 @@
+"""Transfers run side by side up to max_transfers, and no further."""
+
+import time
+
+import harness
+from harness import check, eq
+
+O = None
+FILES = {}
+
+
+def setup():
+    global O, FILES
+    root = harness.fresh_dir("origin")
+    FILES = harness.make_corpus(root)
+    O = harness.Origin(root)
+
+
+def teardown():
+    if O is not None:
+        O.stop()
+
+
+def run_delayed(d, count, delay_ms, subdir):
+    """Submit count items each answered after delay_ms; return (seconds,
+    origin max_active, job)."""
+    urls = [O.url("/files/a.png?delay=%d&i=%d" % (delay_ms, i))
+            for i in range(count)]
+    harness.wait_for(lambda: O.stats()["active"] == 0, 10,
+                     what="the origin to be idle")
+    O.reset_stats()
+    t0 = time.monotonic()
+    job = d.submit(urls, dir=subdir, name="{n}.png")
+    job = d.wait_job(job["id"], timeout=60, interval=0.02)
+    took = time.monotonic() - t0
+    stats = O.stats()
+    eq(job["state"], "done", "job state")
+    eq(job["done"], count, "items done")
+    eq(stats["requests"], count, "requests the origin saw")
+    for item in job["items"]:
+        eq(item["path"], "%s/%d.png" % (subdir, item["n"]), "path")
+        check(harness.read_file(d.path(item["path"])) == FILES["a.png"],
+              "%s differs from the origin's" % item["path"])
+    return took, stats["max_active"], job
+
+
+def test_fifty_at_once():
+    d = harness.Daemon(harness.fresh_dir("wide"), max_transfers=50,
+                       max_host_connections=0)
+    took, peak, _job = run_delayed(d, 50, 300, "wide")
+    check(took < 5, "50 items of 300 ms took %.2fs with max_transfers 50"
+          % took)
+    check(peak >= 40, "origin saw at most %d requests at once" % peak)
+    d.stop()
+
+
+def test_max_transfers_respected():
+    d = harness.Daemon(harness.fresh_dir("narrow"), max_transfers=5)
+    took, peak, _job = run_delayed(d, 30, 300, "narrow")
+    check(peak <= 5, "origin saw %d requests at once, max_transfers 5"
+          % peak)
+    check(peak >= 4, "origin saw only %d requests at once" % peak)
+    check(took >= 30 / 5 * 0.3 - 0.05,
+          "30 items of 300 ms, 5 at a time, took only %.2fs" % took)
+    d.stop()
+
+
+def test_max_host_connections_respected():
+    d = harness.Daemon(harness.fresh_dir("perhost"), max_transfers=50,
+                       max_host_connections=3)
+    took, peak, _job = run_delayed(d, 12, 300, "perhost")
+    check(peak <= 3, "origin saw %d requests at once, "
+          "max_host_connections 3" % peak)
+    check(took >= 12 / 3 * 0.3 - 0.05,
+          "12 items of 300 ms, 3 at a time, took only %.2fs" % took)
+    d.stop()
+
+
+def test_slow_response_does_not_hold_up_its_host():
+    d = harness.Daemon(harness.fresh_dir("slowfirst"), max_transfers=8)
+    job = d.submit([O.url("/files/a.png?delay=3000"),
+                    O.url("/files/b.png"), O.url("/files/sub/c.png")],
+                   name="{n}.png")
+    t0 = time.monotonic()
+
+    def others_ended():
+        items = d.job(job["id"])["items"]
+        return all(i["state"] in ("done", "failed") for i in items
+                   if i["n"] > 0) and items
+    items = harness.wait_for(others_ended, 10, interval=0.02,
+                             what="items 1 and 2 to end")
+    took = time.monotonic() - t0
+    for i in items:
+        if i["n"] > 0:
+            eq(i["state"], "done", "item %d state (%r)"
+               % (i["n"], i.get("error")))
+    check(took < 1.5, "items 1 and 2 (no delay) took %.2fs while item 0 "
+          "waited 3s for its response from the same host" % took)
+    eq(d.wait_job(job["id"])["state"], "done", "job state")
+    d.stop()
+
+
+if __name__ == "__main__":
+    harness.run(globals())
