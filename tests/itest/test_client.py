@@ -130,7 +130,7 @@ def test_urls_from_stdin_and_file():
     text = ("# images\n\n" + origin.url("/files/a.png") + "\n"
             "   " + origin.url("/files/b.png") + "  \r\n"
             "  # indented comment\n")
-    arg = origin.url("/files/noext")
+    arg = origin.url("/files/noext?type=image/png")
     out = cli_ok("add", "-f", "-", arg, "--dir", "cli/stdin", "--wait",
                  stdin=text)
     jid = job_id(out)
@@ -158,14 +158,14 @@ def test_urls_from_stdin_and_file():
 
 
 def test_name_and_header():
-    url = origin.url("/headers")
-    out = cli_ok("add", url, "--dir", "cli/hdr", "--name", "h{n}.json",
+    url = origin.url("/files/a.png")
+    out = cli_ok("add", url, "--dir", "cli/hdr", "--name", "h{n}.png",
                  "--header", "X-Imgfetch-Test: yes please", "-H",
                  "X-Other:2", "--wait")
     job = daemon.job(job_id(out))
     path = job["items"][0]["path"]
-    eq(path, "cli/hdr/h0.json", "path from --dir and --name")
-    sent = json.loads(read_file(daemon.path(path)))
+    eq(path, "cli/hdr/h0.png", "path from --dir and --name")
+    sent = origin.last_headers()
     eq(sent.get("x-imgfetch-test"), "yes please", "header sent")
     eq(sent.get("x-other"), "2", "second header sent")
 
@@ -301,14 +301,14 @@ def test_default_socket():
 
 def test_plain_progress():
     size = 3 * 1024 * 1024
-    url = origin.url("/stream/%d?gap=60" % size)
+    url = origin.url("/stream/%d?gap=60&magic=png" % size)
     out = cli_ok("add", url, "--dir", "cli/slow", "--name", "s.bin",
                  "--wait", timeout=90)
     lines = PROGRESS.findall(out)
     check(len(lines) >= 2, "progress lines: %r" % out)
     check(re.search(r"^done 0 cli/slow/s\.bin$", out, re.M),
           "no done line in %r" % out)
-    eq(file_sha256(daemon.path("cli/slow/s.bin")), stream_sha256(size),
+    eq(file_sha256(daemon.path("cli/slow/s.bin")), stream_sha256(size, "png"),
        "sha256 of the streamed file")
 
 
@@ -346,7 +346,7 @@ def run_pty(args, timeout=60):
 
 def test_terminal_bar():
     size = 3 * 1024 * 1024
-    urls = [origin.url("/stream/%d?gap=60" % size),
+    urls = [origin.url("/stream/%d?gap=60&magic=png" % size),
             origin.url("/files/missing-on-tty.png")]
     rc, out = run_pty(["add", "--dir", "cli/tty", *urls, "--wait"], 90)
     eq(rc, 1, "exit status under a pty (output %r)" % out[-2000:])
