@@ -443,6 +443,18 @@ api_update_accepting(struct api *api)
 		evconnlistener_enable(api->listener);
 }
 
+/*
+ * Let go of a request whose reply will never be finished. When the client
+ * left first, evhttp has detached the request from its connection and
+ * left it to us; otherwise the connection frees it right after closecb.
+ */
+static void
+api_request_release(struct evhttp_request *req)
+{
+	if (evhttp_request_get_connection(req) == NULL)
+		evhttp_request_free(req);
+}
+
 /* A tracked connection closed. */
 static void
 api_conn_closecb(struct evhttp_connection *evcon, void *arg)
@@ -454,10 +466,12 @@ api_conn_closecb(struct evhttp_connection *evcon, void *arg)
 		log_debug("api: events client went away");
 		if (conn->stream->watch != NULL)
 			job_unwatch(conn->stream->watch);
+		api_request_release(conn->stream->req);
 		free(conn->stream);
 	}
 	if (conn->submit != NULL) {
 		/* Its job goes on; nobody is left to hear the 202. */
+		api_request_release(conn->submit->req);
 		conn->submit->conn = NULL;
 		conn->submit->req = NULL;
 	}
@@ -572,18 +586,18 @@ api_listen(const char *path, int mode)
 	old = umask(S_IXUSR | S_IXGRP | S_IRWXO);
 	if (bind(fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
 		umask(old);
-		log_warn("api: bind %s", path);
+		log_warn("api: bind %s", sun.sun_path);
 		goto fail;
 	}
 	umask(old);
-	if (chmod(path, (mode_t)mode) == -1) {
-		log_warn("api: chmod %s", path);
-		unlink(path);
+	if (chmod(sun.sun_path, (mode_t)mode) == -1) {
+		log_warn("api: chmod %s", sun.sun_path);
+		unlink(sun.sun_path);
 		goto fail;
 	}
 	if (listen(fd, 128) == -1) {
-		log_warn("api: listen %s", path);
-		unlink(path);
+		log_warn("api: listen %s", sun.sun_path);
+		unlink(sun.sun_path);
 		goto fail;
 	}
 	return fd;
