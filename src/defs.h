@@ -9,11 +9,21 @@
 #define API_PREFIX "/v1"
 
 /* Bytes a transfer hands the writer pool in one piece. */
-#define CHUNK_SIZE (128 * 1024)
-/* A transfer whose unwritten bytes reach this is paused ... */
-#define PENDING_PAUSE_BYTES (4 * CHUNK_SIZE)
-/* ... and resumed once the writer has brought them down to this. */
-#define PENDING_RESUME_BYTES (1 * CHUNK_SIZE)
+#define CHUNK_SIZE (256 * 1024)
+/*
+ * A transfer whose unwritten bytes reach this is paused, and resumed once
+ * the writer has brought them down to half. Several times libcurl's largest
+ * receive buffer (512 KiB), so that a transfer keeping up with the disk
+ * never pauses.
+ */
+#define PENDING_PAUSE_BYTES (8 * CHUNK_SIZE)
+#define PENDING_RESUME_BYTES (4 * CHUNK_SIZE)
+/* Full chunks kept for reuse, so big bodies do not fault in fresh pages. */
+#define CHUNK_POOL_MAX 16
+/* New items start only while the writer holds less than this unwritten ... */
+#define WRITER_BACKLOG_BYTES (32 * 1024 * 1024)
+/* ... and fewer than max_transfers times this items are still active. */
+#define FINISHING_FACTOR 4
 
 /* Events streams carry progress no more often than this. */
 #define PROGRESS_INTERVAL_MS 250

@@ -23,6 +23,7 @@
 
 #include <curl/curl.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "config.h"
 #include "defs.h"
@@ -88,7 +89,8 @@ struct fetcher {
 struct sockinfo {
 	struct fetcher *fetcher;
 	curl_socket_t fd;
-	struct event *ev;
+	struct event ev;   /* assigned anew when libcurl changes its interest */
+	int added;
 };
 
 static void fetch_check_done(struct fetcher *);
@@ -152,7 +154,8 @@ fetch_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 
 	if (what == CURL_POLL_REMOVE) {
 		if (si != NULL) {
-			event_free(si->ev);
+			if (si->added)
+				event_del(&si->ev);
 			free(si);
 		}
 		return 0;
@@ -164,12 +167,12 @@ fetch_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 		si->fetcher = fe;
 		si->fd = s;
 		curl_multi_assign(fe->multi, s, si);
-	} else
-		event_free(si->ev);
-	si->ev = event_new(fe->base, s, kind, fetch_event_cb, fe);
-	if (si->ev == NULL)
-		fatalx("fetch_sock_cb: event_new failed");
-	event_add(si->ev, NULL);
+	} else if (si->added)
+		event_del(&si->ev);
+	/* The struct event lives in sockinfo: no allocation per change. */
+	event_assign(&si->ev, fe->base, s, kind, fetch_event_cb, fe);
+	event_add(&si->ev, NULL);
+	si->added = 1;
 	return 0;
 }
 
@@ -245,7 +248,7 @@ transfer_free(struct transfer *t)
 	free(t);
 }
 
-/* Take the transfer's handle out of the multi. */
+/* Take the transfer's handle out of the multi, freeing its slot. */
 static void
 transfer_detach(struct transfer *t)
 {
@@ -253,6 +256,8 @@ transfer_detach(struct transfer *t)
 		return;
 	curl_multi_remove_handle(t->fetcher->multi, t->easy);
 	t->in_multi = 0;
+	if (t->ops != NULL && t->ops->released != NULL)
+		t->ops->released(t->arg);
 }
 
 /* Tear everything down; the writer must already be idle. */
@@ -264,6 +269,7 @@ fetcher_destroy(struct fetcher *fe)
 	if (fe == NULL)
 		return;
 	while ((t = TAILQ_FIRST(&fe->transfers)) != NULL) {
+		t->ops = NULL;
 		transfer_detach(t);
 		if (t->file != NULL)
 			log_warnx("fetcher_destroy: a file is still open");

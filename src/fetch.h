@@ -49,6 +49,11 @@ struct transfer_ops {
 	    const char *part);
 	/* The transfer has ended; its file is in place, kept or removed. */
 	void (*done)(void *arg, const struct fetch_result *);
+	/*
+	 * The network part is over (the body is with the writer, or the
+	 * transfer failed): its slot is free. Comes before done. May be NULL.
+	 */
+	void (*released)(void *arg);
 };
 
 struct fetcher *fetcher_create(struct event_base *, struct writer *,

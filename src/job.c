@@ -55,6 +55,7 @@ struct item {
 	int attempts;
 	int skipped;
 	int runnable;      /* on the job's run queue */
+	int transferring;  /* holds a transfer slot */
 	int committing;    /* restart: its body was complete in the .part */
 	int probing_final; /* restart: looking for its final file */
 	struct transfer *transfer;
@@ -110,6 +111,7 @@ struct jobs {
 	size_t nlive;
 	struct job_ring ring;
 	size_t count[ITEM_NSTATES];
+	size_t transfers;   /* items holding a transfer slot */
 	unsigned long long bytes;
 	struct event *tick;
 	struct event *prune_ev;
@@ -652,6 +654,10 @@ item_done(void *arg, const struct fetch_result *res)
 	struct jobs *js = j->jobs;
 
 	it->transfer = NULL;
+	if (it->transferring) {
+		it->transferring = 0;
+		js->transfers--;
+	}
 	it->http_status = res->http_status;
 	free(it->error);
 	it->error = NULL;
@@ -721,8 +727,21 @@ item_done(void *arg, const struct fetch_result *res)
 	jobs_pump(js);
 }
 
+/* The item's network part is over: its slot goes to the next item. */
+static void
+item_released(void *arg)
+{
+	struct item *it = arg;
+
+	if (!it->transferring)
+		return;
+	it->transferring = 0;
+	it->job->jobs->transfers--;
+	jobs_pump(it->job->jobs);
+}
+
 static const struct transfer_ops item_ops = { item_name, item_prepared,
-    item_done };
+    item_done, item_released };
 
 /* Start one runnable item. */
 static void
@@ -744,7 +763,10 @@ item_start(struct item *it)
 	req.offset = it->part_size;
 	req.validator = it->validator;
 	it->transfer = fetch_start(j->jobs->fetcher, &req, &item_ops, it);
-	if (it->transfer == NULL) {
+	if (it->transfer != NULL) {
+		it->transferring = 1;
+		j->jobs->transfers++;
+	} else {
 		it->error = xstrdup("could not start the transfer");
 		item_set_state(it, ITEM_FAILED);
 		item_store(it, STORE_ITEM_FAILED);
@@ -762,8 +784,16 @@ jobs_pump(struct jobs *js)
 	struct job *j;
 	struct item *it;
 
+	/*
+	 * A slot frees when an item's body is with the writer, so a slow disk
+	 * does not hold the network back; the writer's backlog is bounded on
+	 * its own, by bytes and by items still being written.
+	 */
 	while (!js->stopping &&
-	    js->count[ITEM_ACTIVE] < (size_t)js->cfg->max_transfers &&
+	    js->transfers < (size_t)js->cfg->max_transfers &&
+	    js->count[ITEM_ACTIVE] < (size_t)js->cfg->max_transfers *
+	    FINISHING_FACTOR &&
+	    writer_backlog(js->writer) < WRITER_BACKLOG_BYTES &&
 	    (j = TAILQ_FIRST(&js->ring)) != NULL) {
 		TAILQ_REMOVE(&js->ring, j, ring_entry);
 		j->in_ring = 0;
@@ -1231,6 +1261,10 @@ job_cancel(struct job *j)
 			it->bytes = transfer_bytes(it->transfer);
 			fetch_cancel(it->transfer);
 			it->transfer = NULL;
+			if (it->transferring) {
+				it->transferring = 0;
+				j->jobs->transfers--;
+			}
 		} else
 			it->bytes = 0;
 		j->bytes_done += it->bytes;

@@ -60,6 +60,7 @@ struct op {
 	enum op_type type;
 	char *data;
 	size_t len;
+	size_t cap;   /* of data: CHUNK_SIZE ones go back to the pool */
 	TAILQ_ENTRY(op) entry;
 };
 TAILQ_HEAD(op_list, op);
@@ -83,6 +84,7 @@ struct wfile {
 	char *buf;
 	size_t buflen;
 	size_t bufcap;
+	int big;       /* a full chunk was sent: the next ones are full size */
 	int closing;
 	int claimed;
 
@@ -123,6 +125,9 @@ struct writer {
 	struct wfile_list ready;
 	struct wfile_list done;
 	int stopping;
+	size_t backlog;      /* bytes queued in ops, all files */
+	char *pool[CHUNK_POOL_MAX]; /* free CHUNK_SIZE buffers */
+	size_t npool;
 	struct event *done_ev;
 	/* Loop thread only. */
 	size_t open_files;
@@ -184,6 +189,8 @@ writer_destroy(struct writer *w)
 		pthread_join(w->threads[i], NULL);
 	if (w->open_files != 0)
 		log_warnx("writer_destroy: %zu files still open", w->open_files);
+	while (w->npool > 0)
+		free(w->pool[--w->npool]);
 	event_free(w->done_ev);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
@@ -197,6 +204,41 @@ size_t
 writer_open_files(struct writer *w)
 {
 	return w->open_files;
+}
+
+/* Bytes not yet written, over all files. */
+size_t
+writer_backlog(struct writer *w)
+{
+	size_t n;
+
+	pthread_mutex_lock(&w->lock);
+	n = w->backlog;
+	pthread_mutex_unlock(&w->lock);
+	return n;
+}
+
+/* A CHUNK_SIZE buffer, from the pool when there is one. */
+static char *
+writer_chunk_get(struct writer *w)
+{
+	char *p = NULL;
+
+	pthread_mutex_lock(&w->lock);
+	if (w->npool > 0)
+		p = w->pool[--w->npool];
+	pthread_mutex_unlock(&w->lock);
+	return p != NULL ? p : xmalloc(CHUNK_SIZE);
+}
+
+/* Give a written chunk back (lock held); only full-size ones are kept. */
+static void
+writer_chunk_put_locked(struct writer *w, char *p, size_t cap)
+{
+	if (cap == CHUNK_SIZE && w->npool < CHUNK_POOL_MAX)
+		w->pool[w->npool++] = p;
+	else
+		free(p);
 }
 
 /* Name base with suffix k before its extension: "a.png", 2 -> "a-2.png". */
@@ -361,7 +403,8 @@ wfile_part(struct wfile *f)
 
 /* Queue an op for the file and make sure a worker will see it. */
 static void
-wfile_push(struct wfile *f, enum op_type type, char *data, size_t len)
+wfile_push(struct wfile *f, enum op_type type, char *data, size_t len,
+    size_t cap)
 {
 	struct writer *w = f->writer;
 	struct op *op;
@@ -370,9 +413,11 @@ wfile_push(struct wfile *f, enum op_type type, char *data, size_t len)
 	op->type = type;
 	op->data = data;
 	op->len = len;
+	op->cap = cap;
 	pthread_mutex_lock(&w->lock);
 	TAILQ_INSERT_TAIL(&f->ops, op, entry);
 	f->pending += len;
+	w->backlog += len;
 	if (!f->queued && !f->running) {
 		f->queued = 1;
 		TAILQ_INSERT_TAIL(&w->ready, f, ready_entry);
@@ -387,7 +432,7 @@ wfile_flush(struct wfile *f)
 {
 	if (f->buflen == 0)
 		return;
-	wfile_push(f, OP_WRITE, f->buf, f->buflen);
+	wfile_push(f, OP_WRITE, f->buf, f->buflen, f->bufcap);
 	f->buf = NULL;
 	f->buflen = f->bufcap = 0;
 }
@@ -401,8 +446,16 @@ wfile_write(struct wfile *f, const void *data, size_t len)
 
 	while (len > 0) {
 		if (f->buflen == f->bufcap) {
-			if (f->bufcap == CHUNK_SIZE)
+			if (f->bufcap == CHUNK_SIZE) {
 				wfile_flush(f);
+				f->big = 1;
+			}
+			if (f->big) {
+				/* A big body: whole chunks, from the pool. */
+				f->buf = writer_chunk_get(f->writer);
+				f->bufcap = CHUNK_SIZE;
+				goto copy;
+			}
 			/* Grow in steps so small images do not cost a whole chunk. */
 			want = f->buflen + len;
 			if (want < 16384)
@@ -414,6 +467,7 @@ wfile_write(struct wfile *f, const void *data, size_t len)
 			f->buf = xrealloc(f->buf, want);
 			f->bufcap = want;
 		}
+copy:
 		n = f->bufcap - f->buflen;
 		if (n > len)
 			n = len;
@@ -483,14 +537,14 @@ wfile_commit(struct wfile *f)
 {
 	wfile_closing(f, "wfile_commit");
 	wfile_flush(f);
-	wfile_push(f, OP_COMMIT, NULL, 0);
+	wfile_push(f, OP_COMMIT, NULL, 0, 0);
 }
 
 /* Rename a prepared file into place. */
 void
 wfile_rename(struct wfile *f)
 {
-	wfile_push(f, OP_RENAME, NULL, 0);
+	wfile_push(f, OP_RENAME, NULL, 0, 0);
 }
 
 /* Write what is buffered and keep the .part. */
@@ -499,7 +553,7 @@ wfile_suspend(struct wfile *f)
 {
 	wfile_closing(f, "wfile_suspend");
 	wfile_flush(f);
-	wfile_push(f, OP_SUSPEND, NULL, 0);
+	wfile_push(f, OP_SUSPEND, NULL, 0, 0);
 }
 
 /* Drop the file and its .part. */
@@ -511,7 +565,7 @@ wfile_abort(struct wfile *f)
 	free(f->buf);
 	f->buf = NULL;
 	f->buflen = f->bufcap = 0;
-	wfile_push(f, OP_ABORT, NULL, 0);
+	wfile_push(f, OP_ABORT, NULL, 0, 0);
 }
 
 /* Find the size of an existing .part. */
@@ -522,7 +576,7 @@ wfile_probe(struct writer *w, const char *part, wfile_cb cb, void *arg)
 
 	f = wfile_new(w, part, cb, arg);
 	f->closing = 1;
-	wfile_push(f, OP_PROBE, NULL, 0);
+	wfile_push(f, OP_PROBE, NULL, 0, 0);
 	return f;
 }
 
@@ -547,7 +601,7 @@ wfile_remove(struct writer *w, const char *part)
 	f->part = xstrdup(part);
 	slash = strrchr(part, '/');
 	f->partbase = xstrdup(slash != NULL ? slash + 1 : part);
-	wfile_push(f, OP_ABORT, NULL, 0);
+	wfile_push(f, OP_ABORT, NULL, 0, 0);
 }
 
 /* Whether the last step worked. */
@@ -658,11 +712,16 @@ wfile_open_dir(struct wfile *f, int create)
 
 	if (f->dirfd != -1)
 		return 0;
-	fd = dup(f->writer->rootfd);
-	if (fd == -1) {
-		wfile_fail(f, "open", ".", errno);
-		return -1;
+	if (*f->dirpart == '\0') {
+		/* In the root itself: a descriptor of our own to close later. */
+		if ((f->dirfd = dup(f->writer->rootfd)) == -1) {
+			wfile_fail(f, "open", ".", errno);
+			return -1;
+		}
+		return 0;
 	}
+	/* fd is the root (not ours to close) until the first component. */
+	fd = f->writer->rootfd;
 	copy = xstrdup(f->dirpart);
 	for (p = copy; (comp = strsep(&p, "/")) != NULL;) {
 		if (*comp == '\0')
@@ -681,15 +740,21 @@ wfile_open_dir(struct wfile *f, int create)
 			wfile_fail(f, "open directory", comp, errno);
 			goto fail;
 		}
-		close(fd);
+		if (fd != f->writer->rootfd)
+			close(fd);
 		fd = next;
 	}
 	free(copy);
+	if (fd == f->writer->rootfd && (fd = dup(fd)) == -1) {
+		wfile_fail(f, "open", ".", errno);
+		return -1;
+	}
 	f->dirfd = fd;
 	return 0;
 fail:
 	free(copy);
-	close(fd);
+	if (fd != f->writer->rootfd)
+		close(fd);
 	return -1;
 }
 
@@ -971,7 +1036,11 @@ writer_main(void *arg)
 				finished = 1;
 				break;
 			}
-			free(op->data);
+			if (op->data != NULL) {
+				pthread_mutex_lock(&w->lock);
+				writer_chunk_put_locked(w, op->data, op->cap);
+				pthread_mutex_unlock(&w->lock);
+			}
 			free(op);
 		}
 		if (finished && f->dirfd != -1) {
@@ -982,6 +1051,7 @@ writer_main(void *arg)
 		pthread_mutex_lock(&w->lock);
 		f->running = 0;
 		f->pending -= written;
+		w->backlog -= written;
 		notify = 0;
 		if (finished) {
 			f->ev_done = 1;

@@ -34,6 +34,8 @@ struct writer *writer_create(struct event_base *, int rootfd, int nthreads);
 void writer_destroy(struct writer *);
 /* Files not yet done. */
 size_t writer_open_files(struct writer *);
+/* Bytes handed to the workers and not yet written, over all files. */
+size_t writer_backlog(struct writer *);
 
 /*
  * Begin a file for spec->relpath. Its .part name is claimed at once (a
