@@ -30,6 +30,7 @@
 #include "defs.h"
 #include "job.h"
 #include "log.h"
+#include "notify.h"
 #include "request.h"
 #include "xmalloc.h"
 
@@ -76,6 +77,7 @@ struct api {
 	struct api_submit_list submits;
 	char *path;
 	int fd;
+	int activated;   /* the socket came from the service manager */
 };
 
 /* Seconds accepting pauses when the daemon is out of file descriptors. */
@@ -651,7 +653,12 @@ api_create(struct event_base *base, struct jobs *jobs,
 	api->jobs = jobs;
 	api->cfg = cfg;
 	api->path = xstrdup(cfg->socket_path);
-	if ((api->fd = api_listen(api->path, cfg->socket_mode)) == -1)
+	if ((api->fd = notify_listen_fd()) != -1) {
+		/* Socket activation: the socket and its file are systemd's. */
+		api->activated = 1;
+		evutil_make_socket_nonblocking(api->fd);
+		evutil_make_socket_closeonexec(api->fd);
+	} else if ((api->fd = api_listen(api->path, cfg->socket_mode)) == -1)
 		goto fail;
 	if ((api->http = evhttp_new(base)) == NULL) {
 		log_warnx("api: evhttp_new failed");
@@ -687,8 +694,11 @@ api_create(struct event_base *base, struct jobs *jobs,
 	}
 	api->resume_ev = evtimer_new(base, api_resume_cb, api);
 	api_current = api;
-	log_info("api: listening on %s (mode %04o)", api->path,
-	    cfg->socket_mode);
+	if (api->activated)
+		log_info("api: listening on the socket passed by systemd");
+	else
+		log_info("api: listening on %s (mode %04o)", api->path,
+		    cfg->socket_mode);
 	return api;
 fail:
 	if (api->http != NULL)
@@ -697,7 +707,7 @@ fail:
 		evconnlistener_free(api->listener);
 	if (api->fd != -1)
 		close(api->fd);
-	if (api->fd != -1 || api->listener != NULL)
+	if ((api->fd != -1 || api->listener != NULL) && !api->activated)
 		unlink(api->path);
 	free(api->path);
 	free(api);
@@ -714,7 +724,7 @@ api_close(struct api *api)
 	evhttp_del_accept_socket(api->http, api->bound);
 	api->bound = NULL;
 	api->listener = NULL;
-	if (unlink(api->path) == -1 && errno != ENOENT)
+	if (!api->activated && unlink(api->path) == -1 && errno != ENOENT)
 		log_warn("api: unlink %s", api->path);
 }
 

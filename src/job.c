@@ -1313,6 +1313,19 @@ jobs_suspend_all(struct jobs *js)
 	}
 }
 
+/* A one-line summary of the counters. */
+const char *
+jobs_status_line(struct jobs *js)
+{
+	static char line[256];
+
+	snprintf(line, sizeof line, "%zu jobs; items: %zu queued, %zu active, "
+	    "%zu done, %zu failed; %llu bytes", js->nlive,
+	    js->count[ITEM_QUEUED], js->count[ITEM_ACTIVE],
+	    js->count[ITEM_DONE], js->count[ITEM_FAILED], js->bytes);
+	return line;
+}
+
 /* Items queued or active. */
 size_t
 jobs_pending(struct jobs *js)

@@ -42,6 +42,8 @@ void job_clear_accept(struct job *);
 json_t *jobs_list_json(struct jobs *, const char *state);
 /* The /v1/status object. */
 json_t *jobs_status_json(struct jobs *);
+/* A one-line summary of the counters, for the service manager (static). */
+const char *jobs_status_line(struct jobs *);
 /* Items queued or active. */
 size_t jobs_pending(struct jobs *);
 size_t jobs_active(struct jobs *);

@@ -3,6 +3,8 @@
  * writer threads: each line is formatted into a local buffer and written
  * with a single write(2), so lines from different threads never mix.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +17,11 @@
 
 static int log_level = LOG_LEVEL_INFO;
 static const char *log_progname = "imgfetchd";
+/* stderr goes to the journal: lines carry "<N>" priorities instead. */
+static int log_journal;
+
+/* syslog priorities of the levels, for the journal. */
+static const int log_priorities[] = { 3, 4, 6, 7 };
 
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
@@ -22,9 +29,19 @@ static const char *const log_names[] = { "error", "warn", "info", "debug" };
 void
 log_init(int level, const char *progname)
 {
+	struct stat st;
+	unsigned long long dev, ino;
+	const char *js;
+
 	log_level = level;
 	if (progname != NULL)
 		log_progname = progname;
+	/* JOURNAL_STREAM names stderr's device and inode when systemd set it. */
+	js = getenv("JOURNAL_STREAM");
+	if (js != NULL && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
+	    fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev ==
+	    dev && (unsigned long long)st.st_ino == ino)
+		log_journal = 1;
 }
 
 /* Change the threshold. */
@@ -74,8 +91,12 @@ log_vline(int level, int with_errno, const char *fmt, va_list ap)
 
 	if (level > log_level)
 		return;
-	n = snprintf(line, sizeof line, "%s: %s: ", log_progname,
-	    log_names[level]);
+	if (log_journal)
+		n = snprintf(line, sizeof line, "<%d>%s: ", log_priorities[level],
+		    log_names[level]);
+	else
+		n = snprintf(line, sizeof line, "%s: %s: ", log_progname,
+		    log_names[level]);
 	if (n < 0)
 		return;
 	len = (size_t)n;

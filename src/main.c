@@ -27,6 +27,7 @@
 #include "fetch.h"
 #include "job.h"
 #include "log.h"
+#include "notify.h"
 #include "store.h"
 #include "writer.h"
 #include "xmalloc.h"
@@ -35,6 +36,8 @@
 #define SHUTDOWN_DRAIN_SECONDS 5
 /* How often shutdown looks whether it may go on, in milliseconds. */
 #define SHUTDOWN_POLL_MS 50
+/* Seconds between status lines to the service manager. */
+#define STATUS_INTERVAL 5
 
 struct daemon {
 	struct event_base *base;
@@ -49,6 +52,7 @@ struct daemon {
 	struct event *sigterm;
 	struct event *sighup;
 	struct event *stop_ev;
+	struct event *status_ev;
 	int rootfd;
 	int stopping;   /* 1: grace period, 2: draining */
 	struct timeval grace_end;
@@ -124,6 +128,7 @@ daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = 1;
+	notify_stopping("stopping");
 	log_info("signal %d: stopping (%zu items active, %zu pending; grace "
 	    "%ld s)", (int)sig, jobs_active(d->jobs), jobs_pending(d->jobs),
 	    d->cfg.shutdown_grace);
@@ -146,12 +151,14 @@ daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 		log_info("SIGHUP: no configuration file to reload");
 		return;
 	}
+	notify_reloading();
 	config_init(&new);
 	if (config_load(&new, d->conffile, &cause) == -1) {
 		log_error("SIGHUP: %s; keeping the running configuration",
 		    cause);
 		free(cause);
 		config_finish(&new);
+		notify_ready(jobs_status_line(d->jobs));
 		return;
 	}
 	/* What is bound at start-up stays; say so rather than pretend. */
@@ -180,6 +187,17 @@ daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 	log_info("SIGHUP: configuration reloaded from %s (%d transfers, %d "
 	    "per host, %zu headers)", d->conffile, d->cfg.max_transfers,
 	    d->cfg.max_host_connections, d->cfg.nheaders);
+	notify_ready(jobs_status_line(d->jobs));
+}
+
+/* Tell the service manager how the queue stands. */
+static void
+daemon_status_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	if (!d->stopping)
+		notify_status(jobs_status_line(d->jobs));
 }
 
 /* Open (creating if needed) the download root. */
@@ -284,9 +302,17 @@ main(int argc, char **argv)
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_signal_cb, &d);
 	d.sighup = evsignal_new(d.base, SIGHUP, daemon_reload_cb, &d);
 	d.stop_ev = evtimer_new(d.base, daemon_stop_cb, &d);
+	d.status_ev = event_new(d.base, -1, EV_PERSIST, daemon_status_cb, &d);
 	evsignal_add(d.sigint, NULL);
 	evsignal_add(d.sigterm, NULL);
 	evsignal_add(d.sighup, NULL);
+	{
+		struct timeval tv = { STATUS_INTERVAL, 0 };
+
+		event_add(d.status_ev, &tv);
+	}
+	notify_init(d.base);
+	notify_ready(jobs_status_line(d.jobs));
 
 	log_info("imgfetchd %s: downloads in %s, state in %s, %d transfers, "
 	    "%d workers", IMGFETCHD_VERSION, d.cfg.download_dir,
@@ -301,7 +327,9 @@ out:
 		event_free(d.sigterm);
 		event_free(d.sighup);
 		event_free(d.stop_ev);
+		event_free(d.status_ev);
 	}
+	notify_finish();
 	fetcher_destroy(d.fetcher);
 	/* Writes every queued state change before the jobs go away. */
 	store_close(d.store);
