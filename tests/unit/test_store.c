@@ -22,37 +22,9 @@
 #define MAX_OPS 8192
 #define LOOP_TIMEOUT_SECONDS 30
 
-static int tests_run;
-static int tests_failed;
+#include "check.h"
 
-/* Record one check; print where and why when it fails. */
-static void __attribute__((format(printf, 4, 5)))
-check_at(int ok, const char *file, int line, const char *fmt, ...)
-{
-	va_list ap;
-
-	tests_run++;
-	if (ok)
-		return;
-	tests_failed++;
-	fprintf(stderr, "%s:%d: ", file, line);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-#define CHECK(c) check_at(!!(c), __FILE__, __LINE__, "CHECK(%s) failed", #c)
-
-/* Compare two strings, either of which may be NULL. */
-static int
-same(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
-}
-
+#undef CHECK_STR
 #define CHECK_STR(got, want, what, id)                                         \
 	do {                                                                   \
 		const char *g_ = (got), *w_ = (want);                          \
@@ -555,6 +527,5 @@ out:
 	free(pool);
 	event_base_free(base);
 	libevent_global_shutdown();
-	printf("test_store: %d checks, %d failed\n", tests_run, tests_failed);
-	return tests_failed != 0;
+	return check_summary("test_store");
 }
