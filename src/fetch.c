@@ -836,11 +836,15 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	return t;
 }
 
-/* After ops->prepared: rename into place. */
+/* After ops->prepared: rename into place, unless cancelled meanwhile. */
 void
 fetch_commit(struct transfer *t)
 {
-	if (t->file != NULL)
+	if (t->file == NULL)
+		return;
+	if (t->ops == NULL)
+		wfile_abort(t->file);
+	else
 		wfile_rename(t->file);
 }
 
