@@ -330,7 +330,7 @@ transfer_finish(struct transfer *t, int ok, const char *path, int skipped)
 		res.error = t->error != NULL ? t->error : "unknown error";
 		res.path = path != NULL ? path : t->path;
 		res.skipped = skipped;
-		res.bytes = t->bytes;
+		res.bytes = t->offset + t->bytes;
 		res.retryable = !ok && !t->permanent;
 		res.retry_after = -1;
 		if (!ok && t->part != NULL) {
@@ -516,6 +516,9 @@ transfer_open_file(struct transfer *t)
 	}
 	/* A body that is being written can be resumed if it has a validator. */
 	t->keep_part = transfer_validator(t) != NULL;
+	if (t->keep_part && t->ops->opened != NULL)
+		t->ops->opened(t->arg, t->path, wfile_part(t->file),
+		    transfer_validator(t), t->size);
 	return 0;
 }
 
@@ -645,7 +648,14 @@ transfer_curl_done(struct transfer *t, CURLcode result)
 	transfer_detach(t);
 	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
 	if (result != CURLE_OK) {
-		if (result == CURLE_HTTP_RETURNED_ERROR)
+		if (result == CURLE_HTTP_RETURNED_ERROR && t->status == 416 &&
+		    t->want_offset > 0) {
+			/* The kept .part no longer fits the file: start over. */
+			free(t->part);
+			t->part = NULL;
+			transfer_fail(t, 0, "HTTP status 416 to a resume request; "
+			    "starting over");
+		} else if (result == CURLE_HTTP_RETURNED_ERROR)
 			transfer_fail(t, !transfer_transient(result, t->status),
 			    "HTTP status %ld", t->status);
 		else

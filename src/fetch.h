@@ -28,7 +28,8 @@ struct fetch_result {
 	const char *error;     /* when !ok */
 	const char *path;      /* final relative path, when known */
 	int skipped;           /* an existing file was kept */
-	unsigned long long bytes;   /* body bytes received in this attempt */
+	unsigned long long bytes;   /* bytes of the body so far (a resumed
+	                               .part's included) */
 	const char *part;      /* when !ok: a kept .part to resume, or NULL */
 	unsigned long long part_size;
 	const char *validator; /* for If-Range with that .part */
@@ -54,6 +55,12 @@ struct transfer_ops {
 	 * transfer failed): its slot is free. Comes before done. May be NULL.
 	 */
 	void (*released)(void *arg);
+	/*
+	 * The body is being written to part and can be resumed with the
+	 * validator; size is the whole body's, or -1. May be NULL.
+	 */
+	void (*opened)(void *arg, const char *path, const char *part,
+	    const char *validator, long long size);
 };
 
 struct fetcher *fetcher_create(struct event_base *, struct writer *,

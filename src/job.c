@@ -677,16 +677,14 @@ item_done(void *arg, const struct fetch_result *res)
 			it->path = xstrdup(res->path);
 		}
 	} else if (!res->ok) {
-		free(it->part);
-		free(it->validator);
-		it->part = it->validator = NULL;
-		it->part_size = 0;
+		/* Nothing to resume: a stale .part from before goes too. */
+		item_drop_part(it);
 	}
 	if (res->ok) {
 		free(it->path);
 		it->path = xstrdup(res->path);
 		it->skipped = res->skipped;
-		it->bytes = res->bytes + it->part_size;
+		it->bytes = res->bytes;
 		free(it->part);
 		free(it->validator);
 		it->part = it->validator = NULL;
@@ -712,7 +710,7 @@ item_done(void *arg, const struct fetch_result *res)
 		item_schedule_retry(it, res->retry_after);
 	} else {
 		it->error = xstrdup(res->error);
-		it->bytes = res->bytes + it->part_size;
+		it->bytes = res->bytes;
 		item_drop_part(it);
 		j->bytes_done += it->bytes;
 		js->bytes += it->bytes;
@@ -740,8 +738,31 @@ item_released(void *arg)
 	jobs_pump(it->job->jobs);
 }
 
+/*
+ * A big body started: record its .part and validator, so that even after a
+ * kill -9 the next start continues it instead of fetching it all again.
+ * Small ones are not worth a store write each.
+ */
+static void
+item_opened(void *arg, const char *path, const char *part,
+    const char *validator, long long size)
+{
+	struct item *it = arg;
+
+	if (size >= 0 && size < RESUME_RECORD_BYTES)
+		return;
+	free(it->path);
+	free(it->part);
+	free(it->validator);
+	it->path = xstrdup(path);
+	it->part = xstrdup(part);
+	it->validator = xstrdup(validator);
+	it->part_size = 0;
+	item_store(it, STORE_ITEM_ACTIVE);
+}
+
 static const struct transfer_ops item_ops = { item_name, item_prepared,
-    item_done, item_released };
+    item_done, item_released, item_opened };
 
 /* Start one runnable item. */
 static void
