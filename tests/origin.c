@@ -6,7 +6,8 @@
  * Listens on 127.0.0.1 only (port 0 picks a free one), prints "port N" on
  * stdout once listening and serves until SIGTERM or SIGINT, then exits 0.
  * Connections are kept alive (HTTP/1.1). Every delay is an evtimer, never
- * a sleep, so hundreds of delayed requests are in progress at once.
+ * a sleep, so hundreds of delayed requests are in progress at once; every
+ * delay is bounded (ORIGIN_MAX_DELAY_MS).
  *
  * Routes:
  *   GET /files/PATH       the file PATH under --root ('..' refused, 404 if
@@ -19,35 +20,81 @@
  *                         written in 64 KiB pieces; the next piece is queued
  *                         only once the previous one has drained, so a huge
  *                         body never sits in memory. Content-Type image/png.
- *                         Option gap=MS waits MS ms before each further
- *                         piece (a slow transfer); magic=png|gif|jpeg puts
- *                         that format's signature over the first bytes
- *                         (\x89PNG\r\n\x1a\n, GIF89a, \xff\xd8\xff\xe0) so
- *                         that the body passes for an image; chunked=1
- *                         sends no Content-Length but chunked encoding.
+ *                         Option magic=png|gif|jpeg puts that format's
+ *                         signature over the first bytes (\x89PNG\r\n\x1a\n,
+ *                         GIF89a, \xff\xd8\xff\xe0) so that the body passes
+ *                         for an image; chunked=1 sends no Content-Length
+ *                         but chunked encoding.
  *   GET /status/CODE      that status with a short text body.
  *   GET /redirect/N?to=P  302 to /redirect/N-1 (keeping to=) while N > 0,
  *                         then 302 to P (default /files/a.png).
  *   GET /redirect-abs?to=URL
  *                         302 to URL as given (ftp://..., file:///...).
+ *   GET /loop             302 to /loop, for ever (a redirect loop).
  *   GET /name/ANYTHING    the file a.png under --root, whatever ANYTHING is
  *                         (for names made from hostile URL paths).
+ *   GET /html             a small HTML page, 200, Content-Type text/html
+ *                         (type=image/png makes it an HTML page posing as
+ *                         an image).
  *   GET /headers          the request's headers as a JSON object, names
  *                         lower-cased (repeated names joined by ", ").
  *   GET /last-headers     the headers of the latest request other than
- *                         these /last-headers and /stats ones, the same way.
+ *                         these /last-headers, /stats and /keys ones, the
+ *                         same way.
  *   GET /stats            {"requests": R, "active": A, "max_active": M}:
  *                         requests received, requests in progress now, the
  *                         most in progress at once. Requests to /stats,
- *                         /stats/reset and /last-headers are not counted.
+ *                         /stats/reset, /last-headers and /keys/ are not
+ *                         counted.
  *   POST /stats/reset     zero "requests" and set "max_active" to "active".
+ *   GET /keys/KEY         what the requests made with key=KEY got, as
+ *                         {"requests": R, "bytes": B, "log": [{"t": MS,
+ *                         "range": FROM or null, "if_range": V or null,
+ *                         "status": CODE, "bytes": N, "end": HOW}, ...]}:
+ *                         t is when the request arrived (ms, monotonic
+ *                         clock), range the first byte its Range header
+ *                         asked for, bytes the body bytes sent, end how the
+ *                         reply ended: "complete", "reset" (reset=),
+ *                         "closed" (short= or length=), "client" (the
+ *                         client left first) or "active" (still going).
  *   anything else         404.
  *
  * Query options on every route:
  *   delay=MS      answer only after MS milliseconds (a client that leaves
  *                 meanwhile is noticed at once and ends the request);
  *   type=MIME     send this Content-Type instead (type=none: send none);
- *   status=CODE   send this status code instead.
+ *   key=KEY       log the request under KEY (see /keys/KEY);
+ *   fail=N        with key=: the fault options below apply only to the
+ *                 first N requests made with this key; later ones are
+ *                 served normally (a server that fails, then recovers).
+ * Fault options (on every route unless fail= says otherwise):
+ *   status=CODE   send this status code instead;
+ *   retry_after=V send "Retry-After: V" (seconds, or a date as given);
+ *   retry_date=S  send Retry-After as an HTTP date S seconds from now.
+ * Body options, for /stream and for 200 replies of /files, /name and
+ * /html (such a reply is then sent piece by piece like /stream's):
+ *   gap=MS        wait MS ms before each further 64 KiB piece;
+ *   validator=etag|weak|lm|both|none
+ *                 send a strong ETag, a weak one (W/), Last-Modified, the
+ *                 strong ETag and Last-Modified, or neither (default);
+ *                 they name the file (size, mtime) or the stream (length,
+ *                 magic), so they stay the same from request to request;
+ *   range=ignore|bad
+ *                 by default "Range: bytes=N-" (or N-M) gets a 206 with
+ *                 Content-Range from N on, or the full 200 when If-Range
+ *                 does not match the validator sent, and 416 when N is
+ *                 past the end; ignore always answers 200 with the full
+ *                 body; bad answers with a 206 that starts at 0.
+ * Body faults (fault options too, so fail= applies):
+ *   reset=N       after N body bytes, wait 100 ms and reset the connection
+ *                 (RST);
+ *   short=N       after N body bytes, wait 100 ms and close the connection
+ *                 (FIN): a body shorter than its Content-Length;
+ *   length=N      send Content-Length N (more than the body: a lying
+ *                 length), send the body, then close as short= does;
+ *   stall=MS      after stall_at=N body bytes (default 4096) send nothing
+ *                 for MS ms, then go on (a client leaving meanwhile is
+ *                 noticed at once).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -65,6 +112,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -76,6 +124,45 @@
 #define ORIGIN_PIECE_SIZE (64 * 1024)
 #define ORIGIN_MAX_DELAY_MS (10 * 60 * 1000)
 #define ORIGIN_DEFAULT_TARGET "/files/a.png"
+#define ORIGIN_BREAK_MS 100  /* from the last byte to a reset or close */
+#define ORIGIN_STALL_AT 4096 /* default stall_at= */
+#define ORIGIN_STREAM_MTIME 1704067200 /* Last-Modified of /stream */
+#define ORIGIN_HTML                                                            \
+	"<!DOCTYPE html>\n<html><head><title>Not here</title></head>\n"        \
+	"<body><p>This is a web page, not a picture.</p></body></html>\n"
+
+enum origin_validator {
+	VALIDATOR_NONE,
+	VALIDATOR_ETAG,
+	VALIDATOR_WEAK,
+	VALIDATOR_LM,
+	VALIDATOR_BOTH
+};
+
+enum origin_range {
+	RANGE_HONOUR, /* 206 from the first byte asked for */
+	RANGE_IGNORE, /* always 200 with the full body */
+	RANGE_BAD     /* 206 that starts at 0 */
+};
+
+/* One request logged under a key. */
+struct okey_req {
+	long long t_ms;	      /* arrival, monotonic */
+	long long range_from; /* first byte of Range, -1 for none */
+	char *if_range;	      /* If-Range, NULL for none */
+	int status;
+	uint64_t bytes;	 /* body bytes sent */
+	const char *end; /* how the reply ended, NULL while active */
+};
+
+/* The requests made with one key=. */
+struct okey {
+	char *name;
+	struct okey_req *reqs;
+	size_t n, cap;
+	TAILQ_ENTRY(okey) entry;
+};
+TAILQ_HEAD(okey_list, okey);
 
 enum origin_kind {
 	ORIGIN_SIMPLE, /* the whole reply is built, then sent */
@@ -94,13 +181,34 @@ struct oreq {
 	char *ctype;	       /* Content-Type to send, NULL for none */
 	struct evbuffer *body; /* ORIGIN_SIMPLE: the body */
 
-	uint64_t total;	   /* ORIGIN_STREAM: body length */
-	uint64_t sent;	   /* ORIGIN_STREAM: bytes queued so far */
+	uint64_t total;	   /* ORIGIN_STREAM: length of the whole body */
+	uint64_t pos;	   /* ORIGIN_STREAM: offset of the next piece */
+	uint64_t end;	   /* ORIGIN_STREAM: offset this reply stops at */
+	uint64_t sent;	   /* body bytes queued so far */
+	uint64_t declared; /* ORIGIN_STREAM: Content-Length sent */
+	const unsigned char *data; /* ORIGIN_STREAM: the bytes, or NULL for
+				      the pattern */
 	long gap_ms;	   /* ORIGIN_STREAM: pause before each further piece */
 	int chunked;	   /* ORIGIN_STREAM: no Content-Length, chunked */
 	const char *magic; /* ORIGIN_STREAM: signature put over the start */
 	size_t magiclen;
-	int started; /* ORIGIN_STREAM: reply line and headers queued */
+	int started;  /* ORIGIN_STREAM: reply line and headers queued */
+	time_t mtime; /* for the validators */
+	enum origin_validator validator;
+	char etag[64];
+	char lastmod[64];
+
+	int64_t stall_at; /* body bytes before the stall, -1 for none */
+	long stall_ms;
+	int stalled;
+	int64_t break_at;  /* body bytes before a reset or close, -1 */
+	int break_rst;	   /* reset rather than close */
+	int breaking;	   /* the timer ends the connection */
+	char *retry_after; /* Retry-After to send, or NULL */
+
+	struct okey *key; /* logged under this key= */
+	size_t keyidx;
+	const char *ended; /* how the reply ended */
 
 	int userdone; /* the request was handed back to libevent */
 	int counted;  /* counted in the stats (/stats itself is not) */
@@ -114,6 +222,7 @@ static char origin_root[PATH_MAX];
 static struct oreq_list origin_reqs = TAILQ_HEAD_INITIALIZER(origin_reqs);
 static int origin_exiting;
 static struct evbuffer *origin_last_headers;
+static struct okey_list origin_keys = TAILQ_HEAD_INITIALIZER(origin_keys);
 
 static unsigned long long stats_requests;
 static long stats_active;
@@ -202,10 +311,96 @@ origin_type_for(const char *path)
 	return "application/octet-stream";
 }
 
+/* Milliseconds on the monotonic clock. */
+static long long
+origin_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The key called name, created on first use. */
+static struct okey *
+okey_get(const char *name)
+{
+	struct okey *k;
+
+	TAILQ_FOREACH(k, &origin_keys, entry)
+	{
+		if (strcmp(k->name, name) == 0)
+			return k;
+	}
+	k = origin_calloc(1, sizeof *k);
+	k->name = origin_strdup(name);
+	TAILQ_INSERT_TAIL(&origin_keys, k, entry);
+	return k;
+}
+
+/* Log a new request under a key; returns its index. */
+static size_t
+okey_add(struct okey *k, struct evhttp_request *req)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+	struct okey_req *r;
+	const char *range, *ifr;
+	uint64_t from;
+
+	if (k->n == k->cap) {
+		k->cap = k->cap == 0 ? 8 : k->cap * 2;
+		k->reqs = realloc(k->reqs, k->cap * sizeof *k->reqs);
+		if (k->reqs == NULL)
+			origin_die("out of memory");
+	}
+	r = &k->reqs[k->n];
+	memset(r, 0, sizeof *r);
+	r->t_ms = origin_now_ms();
+	r->range_from = -1;
+	range = evhttp_find_header(in, "Range");
+	if (range != NULL && strncmp(range, "bytes=", 6) == 0) {
+		char *num = origin_strdup(range + 6);
+
+		num[strcspn(num, "-")] = '\0';
+		if (origin_parse_num(num, 0, INT64_MAX, &from) == 0)
+			r->range_from = (long long)from;
+		free(num);
+	}
+	ifr = evhttp_find_header(in, "If-Range");
+	if (ifr != NULL)
+		r->if_range = origin_strdup(ifr);
+	return k->n++;
+}
+
+/* Free every key. */
+static void
+okey_free_all(void)
+{
+	struct okey *k;
+	size_t i;
+
+	while ((k = TAILQ_FIRST(&origin_keys)) != NULL) {
+		TAILQ_REMOVE(&origin_keys, k, entry);
+		for (i = 0; i < k->n; i++)
+			free(k->reqs[i].if_range);
+		free(k->reqs);
+		free(k->name);
+		free(k);
+	}
+}
+
 /* Forget a request: stop its timer, count it as ended and free our state. */
 static void
 oreq_destroy(struct oreq *o)
 {
+	struct okey_req *r;
+
+	if (o->key != NULL) {
+		r = &o->key->reqs[o->keyidx];
+		r->status = o->code;
+		r->bytes = o->sent;
+		r->end = o->ended != NULL ? o->ended : "client";
+	}
 	TAILQ_REMOVE(&origin_reqs, o, entry);
 	if (o->timer != NULL)
 		event_free(o->timer);
@@ -214,6 +409,7 @@ oreq_destroy(struct oreq *o)
 	if (o->body != NULL)
 		evbuffer_free(o->body);
 	free(o->ctype);
+	free(o->retry_after);
 	if (o->counted)
 		stats_active--;
 	free(o);
@@ -225,6 +421,7 @@ oreq_complete(struct evhttp_request *req, void *arg)
 {
 	struct oreq *o = arg;
 
+	o->ended = "complete";
 	evhttp_connection_set_closecb(o->evcon, NULL, NULL);
 	oreq_destroy(o);
 }
@@ -252,6 +449,18 @@ oreq_add_headers(struct oreq *o)
 
 	if (o->ctype != NULL)
 		evhttp_add_header(out, "Content-Type", o->ctype);
+	if (o->retry_after != NULL)
+		evhttp_add_header(out, "Retry-After", o->retry_after);
+	if (o->validator == VALIDATOR_ETAG || o->validator == VALIDATOR_BOTH)
+		evhttp_add_header(out, "ETag", o->etag);
+	else if (o->validator == VALIDATOR_WEAK) {
+		char weak[sizeof o->etag + 2];
+
+		snprintf(weak, sizeof weak, "W/%s", o->etag);
+		evhttp_add_header(out, "ETag", weak);
+	}
+	if (o->validator == VALIDATOR_LM || o->validator == VALIDATOR_BOTH)
+		evhttp_add_header(out, "Last-Modified", o->lastmod);
 }
 
 /* Send a simple reply now. */
@@ -265,6 +474,7 @@ oreq_send_simple(struct oreq *o)
 	snprintf(len, sizeof len, "%zu", evbuffer_get_length(o->body));
 	evhttp_remove_header(out, "Content-Length");
 	evhttp_add_header(out, "Content-Length", len);
+	o->sent = evbuffer_get_length(o->body);
 	o->userdone = 1;
 	evhttp_send_reply(o->req, o->code, NULL, o->body);
 }
@@ -281,23 +491,101 @@ origin_pattern(unsigned char *buf, size_t len, uint64_t offset)
 	}
 }
 
+/* Arm the request's timer for ms milliseconds. */
+static void
+oreq_arm(struct oreq *o, long ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(o->timer, &tv);
+}
+
+/*
+ * The connection of a waiting request became readable. libevent does not
+ * read while a request is being answered, so this is how a client that
+ * gave up is noticed at once: EOF or an error ends the request and its
+ * connection. Other bytes (a pipelined request) are left for libevent.
+ */
+static void
+oreq_watch(evutil_socket_t fd, short what, void *arg)
+{
+	struct oreq *o = arg;
+	char c;
+	ssize_t n;
+
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == -1 &&
+	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		event_add(o->watch, NULL);
+		return;
+	}
+	if (n > 0)
+		return;
+	/* libevent frees the request along with the connection. */
+	o->userdone = 1;
+	evhttp_connection_free(o->evcon);
+}
+
+/* Notice the client leaving while the request waits on its timer. */
+static void
+oreq_watch_start(struct oreq *o)
+{
+	if (o->watch != NULL)
+		return;
+	o->watch = event_new(origin_base,
+	    bufferevent_getfd(evhttp_connection_get_bufferevent(o->evcon)),
+	    EV_READ, oreq_watch, o);
+	if (o->watch == NULL)
+		origin_die("event_new failed");
+	event_add(o->watch, NULL);
+}
+
+/*
+ * End the connection in the middle of a reply (reset= and short=, or the
+ * end of a body shorter than its length=). evhttp shuts the socket down
+ * for writing before it closes it, which would send a FIN ahead of any
+ * reset; so for a reset the socket is first replaced, under the same
+ * descriptor, by a spare one, which closes the real one with SO_LINGER 0.
+ */
+static void
+oreq_break(struct oreq *o)
+{
+	struct linger lg = {1, 0};
+	int fd, spare;
+
+	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(o->evcon));
+	if (o->break_rst) {
+		o->ended = "reset";
+		spare = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (spare == -1 ||
+		    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) ==
+			-1 ||
+		    dup2(spare, fd) == -1)
+			origin_die("cannot reset a connection");
+		close(spare);
+	} else
+		o->ended = "closed";
+	/* libevent frees the request along with the connection. */
+	o->userdone = 1;
+	evhttp_connection_free(o->evcon);
+}
+
 /* The previous piece of a stream has drained: go on, maybe after a gap. */
 static void
 oreq_stream_drained(struct evhttp_connection *evcon, void *arg)
 {
 	struct oreq *o = arg;
-	struct timeval tv;
 
-	if (o->gap_ms > 0 && o->sent < o->total) {
-		tv.tv_sec = o->gap_ms / 1000;
-		tv.tv_usec = (o->gap_ms % 1000) * 1000;
-		evtimer_add(o->timer, &tv);
+	if (o->gap_ms > 0 && o->pos < o->end) {
+		oreq_arm(o, o->gap_ms);
 		return;
 	}
 	oreq_stream_next(o);
 }
 
-/* Queue the next piece of a stream, or end it. */
+/* Queue the next piece of a stream, stall, break the connection or end. */
 static void
 oreq_stream_next(struct oreq *o)
 {
@@ -305,22 +593,45 @@ oreq_stream_next(struct oreq *o)
 	struct evbuffer *buf;
 	size_t len;
 
-	if (o->sent >= o->total) {
+	if (o->stall_at >= 0 && !o->stalled &&
+	    o->sent >= (uint64_t)o->stall_at) {
+		o->stalled = 1;
+		oreq_watch_start(o);
+		oreq_arm(o, o->stall_ms);
+		return;
+	}
+	if ((o->break_at >= 0 && o->sent >= (uint64_t)o->break_at) ||
+	    (o->pos >= o->end && !o->chunked && o->sent < o->declared)) {
+		/* Let the client read what was sent before it ends. */
+		o->breaking = 1;
+		oreq_arm(o, ORIGIN_BREAK_MS);
+		return;
+	}
+	if (o->pos >= o->end) {
 		o->userdone = 1;
 		evhttp_send_reply_end(o->req);
 		return;
 	}
 	len = ORIGIN_PIECE_SIZE;
-	if (o->total - o->sent < len)
-		len = (size_t)(o->total - o->sent);
-	origin_pattern(piece, len, o->sent);
-	if (o->sent < o->magiclen)
-		memcpy(piece, o->magic + o->sent,
-		    len < o->magiclen - o->sent ? len : o->magiclen - o->sent);
+	if (o->end - o->pos < len)
+		len = (size_t)(o->end - o->pos);
+	if (o->stall_at >= 0 && !o->stalled &&
+	    (uint64_t)o->stall_at - o->sent < len)
+		len = (size_t)((uint64_t)o->stall_at - o->sent);
+	if (o->break_at >= 0 && (uint64_t)o->break_at - o->sent < len)
+		len = (size_t)((uint64_t)o->break_at - o->sent);
+	if (o->data != NULL)
+		memcpy(piece, o->data + o->pos, len);
+	else
+		origin_pattern(piece, len, o->pos);
+	if (o->pos < o->magiclen)
+		memcpy(piece, o->magic + o->pos,
+		    len < o->magiclen - o->pos ? len : o->magiclen - o->pos);
 	buf = evbuffer_new();
 	if (buf == NULL)
 		origin_die("out of memory");
 	evbuffer_add(buf, piece, len);
+	o->pos += len;
 	o->sent += len;
 	evhttp_send_reply_chunk_with_cb(o->req, buf, oreq_stream_drained, o);
 	evbuffer_free(buf);
@@ -335,12 +646,12 @@ oreq_stream_start(struct oreq *o)
 
 	oreq_add_headers(o);
 	if (!o->chunked) {
-		snprintf(len, sizeof len, "%" PRIu64, o->total);
+		snprintf(len, sizeof len, "%" PRIu64, o->declared);
 		evhttp_add_header(out, "Content-Length", len);
 	}
 	o->started = 1;
 	evhttp_send_reply_start(o->req, o->code, NULL);
-	if (o->total == 0 ||
+	if (o->end == o->pos ||
 	    evhttp_request_get_command(o->req) == EVHTTP_REQ_HEAD ||
 	    o->code == 204 || o->code == 304) {
 		o->userdone = 1;
@@ -350,7 +661,7 @@ oreq_stream_start(struct oreq *o)
 	oreq_stream_next(o);
 }
 
-/* A delay or a gap has passed. */
+/* A delay, a gap, a stall or the pause before a break has passed. */
 static void
 oreq_fire(evutil_socket_t fd, short what, void *arg)
 {
@@ -364,6 +675,8 @@ oreq_fire(evutil_socket_t fd, short what, void *arg)
 		oreq_send_simple(o);
 	else if (!o->started)
 		oreq_stream_start(o);
+	else if (o->breaking)
+		oreq_break(o);
 	else
 		oreq_stream_next(o);
 }
@@ -408,6 +721,7 @@ route_files(struct oreq *o, const char *rel)
 		goto out;
 	}
 	o->code = 200;
+	o->mtime = st.st_mtime;
 	free(o->ctype);
 	o->ctype = origin_strdup(origin_type_for(dec));
 	if (st.st_size > 0) {
@@ -537,6 +851,23 @@ route_redirect_abs(struct oreq *o, struct evkeyvalq *query)
 	oreq_set_redirect(o, to);
 }
 
+/* GET /loop: a redirect to itself. */
+static void
+route_loop(struct oreq *o)
+{
+	oreq_set_redirect(o, "/loop");
+}
+
+/* GET /html: a web page. */
+static void
+route_html(struct oreq *o)
+{
+	evbuffer_add_printf(o->body, "%s", ORIGIN_HTML);
+	o->code = 200;
+	free(o->ctype);
+	o->ctype = origin_strdup("text/html; charset=utf-8");
+}
+
 /* Add s to a buffer as a JSON string. */
 static void
 origin_json_string(struct evbuffer *b, const char *s)
@@ -658,6 +989,44 @@ route_last_headers(struct oreq *o)
 	o->ctype = origin_strdup("application/json");
 }
 
+/* GET /keys/KEY: what the requests made with key=KEY got. */
+static void
+route_keys(struct oreq *o, const char *name)
+{
+	struct okey *k = okey_get(name);
+	struct okey_req *r;
+	uint64_t bytes = 0;
+	size_t i;
+
+	for (i = 0; i < k->n; i++)
+		bytes += k->reqs[i].bytes;
+	evbuffer_add_printf(o->body,
+	    "{\"requests\": %zu, \"bytes\": %" PRIu64 ", \"log\": [", k->n,
+	    bytes);
+	for (i = 0; i < k->n; i++) {
+		r = &k->reqs[i];
+		evbuffer_add_printf(o->body,
+		    "%s{\"t\": %lld, \"range\": ", i > 0 ? ", " : "", r->t_ms);
+		if (r->range_from >= 0)
+			evbuffer_add_printf(o->body, "%lld", r->range_from);
+		else
+			evbuffer_add_printf(o->body, "null");
+		evbuffer_add_printf(o->body, ", \"if_range\": ");
+		if (r->if_range != NULL)
+			origin_json_string(o->body, r->if_range);
+		else
+			evbuffer_add_printf(o->body, "null");
+		evbuffer_add_printf(o->body,
+		    ", \"status\": %d, \"bytes\": %" PRIu64
+		    ", \"end\": \"%s\"}",
+		    r->status, r->bytes, r->end != NULL ? r->end : "active");
+	}
+	evbuffer_add_printf(o->body, "]}\n");
+	o->code = 200;
+	free(o->ctype);
+	o->ctype = origin_strdup("application/json");
+}
+
 /* GET /stats and POST /stats/reset. */
 static void
 route_stats(struct oreq *o, int reset)
@@ -674,67 +1043,241 @@ route_stats(struct oreq *o, int reset)
 	o->ctype = origin_strdup("application/json");
 }
 
-/*
- * The connection of a delayed request became readable. libevent does not
- * read while a request is being answered, so this is how a client that
- * gave up is noticed at once: EOF or an error ends the request and its
- * connection. Other bytes (a pipelined request) are left for libevent.
- */
-static void
-oreq_watch(evutil_socket_t fd, short what, void *arg)
+/* A number option in [min, max], or def when absent or not a number. */
+static int64_t
+origin_num_opt(struct evkeyvalq *query, const char *name, uint64_t min,
+    uint64_t max, int64_t def)
 {
-	struct oreq *o = arg;
-	char c;
-	ssize_t n;
+	const char *s = evhttp_find_header(query, name);
+	uint64_t v;
 
-	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-	if (n == -1 &&
-	    (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-		event_add(o->watch, NULL);
-		return;
-	}
-	if (n > 0)
-		return;
-	/* libevent frees the request along with the connection. */
-	o->userdone = 1;
-	evhttp_connection_free(o->evcon);
+	if (s == NULL || origin_parse_num(s, min, max, &v) == -1)
+		return def;
+	return (int64_t)v;
 }
 
-/* Apply the delay=, type= and status= options, then answer or wait. */
+/* Whether the query asks for the body to be sent piece by piece. */
+static int
+oreq_wants_pieces(struct oreq *o, struct evkeyvalq *query, int faults)
+{
+	static const char *const opts[] = {"gap", "validator", "range"};
+	static const char *const faultopts[] = {
+	    "reset", "short", "length", "stall"};
+	size_t i;
+
+	if (evhttp_find_header(
+		evhttp_request_get_input_headers(o->req), "Range") != NULL)
+		return 1;
+	for (i = 0; i < sizeof opts / sizeof opts[0]; i++) {
+		if (evhttp_find_header(query, opts[i]) != NULL)
+			return 1;
+	}
+	for (i = 0; faults && i < sizeof faultopts / sizeof faultopts[0]; i++) {
+		if (evhttp_find_header(query, faultopts[i]) != NULL)
+			return 1;
+	}
+	return 0;
+}
+
+/* Does an If-Range value name the representation's current validator? */
+static int
+oreq_if_range_matches(struct oreq *o, const char *v)
+{
+	if ((o->validator == VALIDATOR_ETAG ||
+		o->validator == VALIDATOR_BOTH) &&
+	    strcmp(v, o->etag) == 0)
+		return 1;
+	return (o->validator == VALIDATOR_LM ||
+		   o->validator == VALIDATOR_BOTH) &&
+	    strcmp(v, o->lastmod) == 0;
+}
+
+/* Answer a Range request for a body sent piece by piece. */
+static void
+oreq_range(struct oreq *o, enum origin_range mode)
+{
+	struct evkeyvalq *in = evhttp_request_get_input_headers(o->req);
+	struct evkeyvalq *out = evhttp_request_get_output_headers(o->req);
+	const char *range = evhttp_find_header(in, "Range");
+	const char *ifr = evhttp_find_header(in, "If-Range");
+	char *spec, *dash, cr[96];
+	uint64_t from, to;
+
+	if (range == NULL || mode == RANGE_IGNORE ||
+	    strncmp(range, "bytes=", 6) != 0 || strchr(range, ',') != NULL)
+		return;
+	if (ifr != NULL && !oreq_if_range_matches(o, ifr))
+		return; /* changed (or unknown): the full body */
+	spec = origin_strdup(range + 6);
+	dash = strchr(spec, '-');
+	if (dash == NULL) {
+		free(spec);
+		return;
+	}
+	*dash = '\0';
+	to = o->total > 0 ? o->total - 1 : 0;
+	if (origin_parse_num(spec, 0, UINT64_MAX / 2, &from) == -1 ||
+	    (dash[1] != '\0' &&
+		origin_parse_num(dash + 1, from, UINT64_MAX / 2, &to) == -1)) {
+		free(spec);
+		return;
+	}
+	free(spec);
+	if (from >= o->total) {
+		snprintf(cr, sizeof cr, "bytes */%" PRIu64, o->total);
+		evhttp_add_header(out, "Content-Range", cr);
+		o->code = 416;
+		o->pos = o->end = o->declared = 0;
+		return;
+	}
+	if (to >= o->total)
+		to = o->total - 1;
+	if (mode == RANGE_BAD) {
+		from = 0;
+		to = o->total - 1;
+	}
+	snprintf(cr, sizeof cr, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, from,
+	    to, o->total);
+	evhttp_add_header(out, "Content-Range", cr);
+	o->code = 206;
+	o->pos = from;
+	o->end = to + 1;
+	o->declared = o->end - o->pos;
+}
+
+/* The body options: validators, Range, gaps. */
+static void
+oreq_body_options(struct oreq *o, struct evkeyvalq *query)
+{
+	static const char *const vnames[] = {
+	    "none", "etag", "weak", "lm", "both"};
+	const char *validator = evhttp_find_header(query, "validator");
+	const char *range = evhttp_find_header(query, "range");
+	enum origin_range mode = RANGE_HONOUR;
+	struct tm tm;
+	size_t i;
+
+	for (i = 0; validator != NULL && i < sizeof vnames / sizeof vnames[0];
+	     i++) {
+		if (strcmp(validator, vnames[i]) == 0)
+			o->validator = (enum origin_validator)i;
+	}
+	snprintf(o->etag, sizeof o->etag, "\"%c%" PRIu64 "-%lld-%s\"",
+	    o->data != NULL ? 'f' : 's', o->total, (long long)o->mtime,
+	    o->magic != NULL ? evhttp_find_header(query, "magic") : "raw");
+	gmtime_r(&o->mtime, &tm);
+	strftime(
+	    o->lastmod, sizeof o->lastmod, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	o->gap_ms = (long)origin_num_opt(
+	    query, "gap", 0, ORIGIN_MAX_DELAY_MS, o->gap_ms);
+	if (range != NULL && strcmp(range, "ignore") == 0)
+		mode = RANGE_IGNORE;
+	else if (range != NULL && strcmp(range, "bad") == 0)
+		mode = RANGE_BAD;
+	o->pos = 0;
+	o->end = o->declared = o->total;
+	if (o->code == 200 && !o->chunked)
+		oreq_range(o, mode);
+}
+
+/* The body faults: reset=, short=, length=, stall=. */
+static void
+oreq_body_faults(struct oreq *o, struct evkeyvalq *query)
+{
+	int64_t v;
+
+	if ((v = origin_num_opt(query, "reset", 0, UINT64_MAX / 2, -1)) >= 0) {
+		o->break_at = v;
+		o->break_rst = 1;
+	} else if ((v = origin_num_opt(
+			query, "short", 0, UINT64_MAX / 2, -1)) >= 0)
+		o->break_at = v;
+	if ((v = origin_num_opt(query, "length", 0, UINT64_MAX / 2, -1)) >= 0 &&
+	    (uint64_t)v > o->end - o->pos)
+		o->declared = (uint64_t)v;
+	if ((v = origin_num_opt(query, "stall", 0, ORIGIN_MAX_DELAY_MS, -1)) >=
+	    0) {
+		o->stall_ms = (long)v;
+		o->stall_at = origin_num_opt(
+		    query, "stall_at", 0, UINT64_MAX / 2, ORIGIN_STALL_AT);
+	}
+}
+
+/* Retry-After from retry_after= or retry_date=. */
+static void
+oreq_retry_after(struct oreq *o, struct evkeyvalq *query)
+{
+	const char *ra = evhttp_find_header(query, "retry_after");
+	int64_t secs;
+	time_t when;
+	struct tm tm;
+	char date[64];
+
+	if (ra != NULL) {
+		o->retry_after = origin_strdup(ra);
+		return;
+	}
+	secs = origin_num_opt(query, "retry_date", 0, 86400, -1);
+	if (secs < 0)
+		return;
+	when = time(NULL) + (time_t)secs;
+	gmtime_r(&when, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	o->retry_after = origin_strdup(date);
+}
+
+/*
+ * Apply the query options (key= and fail= first: they decide whether the
+ * fault options apply), then answer or wait.
+ */
 static void
 oreq_dispatch(struct oreq *o, struct evkeyvalq *query)
 {
 	const char *type = evhttp_find_header(query, "type");
 	const char *status = evhttp_find_header(query, "status");
-	const char *delay = evhttp_find_header(query, "delay");
-	uint64_t v, ms = 0;
-	struct timeval tv;
+	const char *key = evhttp_find_header(query, "key");
+	int64_t fail = origin_num_opt(query, "fail", 0, UINT64_MAX / 2, -1);
+	uint64_t v, ms;
+	int faults = 1;
 
+	if (key != NULL) {
+		o->key = okey_get(key);
+		o->keyidx = okey_add(o->key, o->req);
+		if (fail >= 0 && (int64_t)o->keyidx >= fail)
+			faults = 0;
+	}
 	if (type != NULL) {
 		free(o->ctype);
 		o->ctype =
 		    strcmp(type, "none") == 0 ? NULL : origin_strdup(type);
 	}
-	if (status != NULL && origin_parse_num(status, 100, 999, &v) == 0)
+	if (faults && status != NULL &&
+	    origin_parse_num(status, 100, 999, &v) == 0)
 		o->code = (int)v;
-	if (delay != NULL &&
-	    origin_parse_num(delay, 0, ORIGIN_MAX_DELAY_MS, &v) == 0)
-		ms = v;
+	if (faults)
+		oreq_retry_after(o, query);
+	ms =
+	    (uint64_t)origin_num_opt(query, "delay", 0, ORIGIN_MAX_DELAY_MS, 0);
+
+	if (o->kind == ORIGIN_SIMPLE && o->code == 200 &&
+	    oreq_wants_pieces(o, query, faults)) {
+		/* A whole reply sent piece by piece, like /stream. */
+		o->kind = ORIGIN_STREAM;
+		o->total = evbuffer_get_length(o->body);
+		o->data = evbuffer_pullup(o->body, -1);
+	}
+	if (o->kind == ORIGIN_STREAM) {
+		oreq_body_options(o, query);
+		if (faults)
+			oreq_body_faults(o, query);
+	}
 
 	o->timer = evtimer_new(origin_base, oreq_fire, o);
 	if (o->timer == NULL)
 		origin_die("evtimer_new failed");
 	if (ms > 0) {
-		tv.tv_sec = (time_t)(ms / 1000);
-		tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
-		evtimer_add(o->timer, &tv);
-		o->watch = event_new(origin_base,
-		    bufferevent_getfd(
-			evhttp_connection_get_bufferevent(o->evcon)),
-		    EV_READ, oreq_watch, o);
-		if (o->watch == NULL)
-			origin_die("event_new failed");
-		event_add(o->watch, NULL);
+		oreq_arm(o, (long)ms);
+		oreq_watch_start(o);
 		return;
 	}
 	oreq_fire(-1, 0, o);
@@ -761,7 +1304,8 @@ origin_handle(struct evhttp_request *req, void *arg)
 
 	is_stats = strcmp(path, "/stats") == 0 ||
 	    strcmp(path, "/stats/reset") == 0 ||
-	    strcmp(path, "/last-headers") == 0;
+	    strcmp(path, "/last-headers") == 0 ||
+	    strncmp(path, "/keys/", 6) == 0;
 	o = origin_calloc(1, sizeof *o);
 	if (!is_stats) {
 		origin_remember_headers(req);
@@ -774,6 +1318,8 @@ origin_handle(struct evhttp_request *req, void *arg)
 	o->req = req;
 	o->evcon = evhttp_request_get_connection(req);
 	o->kind = ORIGIN_SIMPLE;
+	o->mtime = ORIGIN_STREAM_MTIME;
+	o->stall_at = o->break_at = -1;
 	o->body = evbuffer_new();
 	if (o->body == NULL)
 		origin_die("out of memory");
@@ -793,6 +1339,13 @@ origin_handle(struct evhttp_request *req, void *arg)
 		route_redirect_abs(o, &query);
 	else if (cmd == EVHTTP_REQ_GET && strncmp(path, "/name/", 6) == 0)
 		route_files(o, "a.png");
+	else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/loop") == 0)
+		route_loop(o);
+	else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/html") == 0)
+		route_html(o);
+	else if (cmd == EVHTTP_REQ_GET && strncmp(path, "/keys/", 6) == 0 &&
+	    path[6] != '\0')
+		route_keys(o, path + 6);
 	else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/headers") == 0)
 		route_headers(o);
 	else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/last-headers") == 0)
@@ -904,6 +1457,7 @@ main(int argc, char **argv)
 	event_free(sigint);
 	if (origin_last_headers != NULL)
 		evbuffer_free(origin_last_headers);
+	okey_free_all();
 	event_base_free(origin_base);
 	return 0;
 }
