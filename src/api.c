@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -43,12 +44,13 @@ struct api_stream {
 	struct job_watch *watch;
 };
 
-/* A job waiting for the store before its 202 goes out. */
+/* A reply waiting for the store: a new job's 202 or a cancel's 200. */
 struct api_submit {
 	struct api *api;
 	struct api_conn *conn;          /* NULL once the client left */
 	struct evhttp_request *req;     /* NULL once the client left */
 	struct job *job;
+	int cancel;                     /* a DELETE, not a POST */
 	TAILQ_ENTRY(api_submit) entry;
 };
 TAILQ_HEAD(api_submit_list, api_submit);
@@ -72,7 +74,16 @@ struct api {
 	struct evconnlistener *listener;
 	struct event *resume_ev;   /* re-enables accepting after EMFILE */
 	struct api_conn_list conns;
-	size_t nconns;
+	/*
+	 * Every accepted connection's bufferevent, with a reference of ours:
+	 * evhttp's free leaves it callback-less, the sweep then drops our
+	 * reference (closing it) and the count goes down. This is how idle
+	 * connections count against max_api_connections too.
+	 */
+	struct bufferevent **bevs;
+	size_t nbevs;
+	size_t bevs_cap;
+	struct event *sweep_ev;
 	int paused;
 	struct api_submit_list submits;
 	char *path;
@@ -82,6 +93,9 @@ struct api {
 
 /* Seconds accepting pauses when the daemon is out of file descriptors. */
 #define API_EMFILE_PAUSE 1
+
+/* Milliseconds between sweeps of closed connections. */
+#define API_SWEEP_MS 200
 
 /* Bytes over max_request_body that are still read, to answer in JSON. */
 #define API_BODY_SLACK (64 * 1024)
@@ -214,7 +228,9 @@ api_submit_cb(void *arg, struct job *j, int ok)
 	if (sub->req == NULL) {
 		log_info("api: job %llu stored, but its client has gone",
 		    job_id(j));
-	} else if (ok != 0)
+	} else if (sub->cancel)
+		api_reply(sub->req, 200, job_json(j, 1));
+	else if (ok != 0)
 		api_error(sub->req, 500, "job %llu could not be stored in the "
 		    "state directory; it was cancelled", job_id(j));
 	else {
@@ -397,6 +413,7 @@ api_job_route(struct api_conn *conn, struct evhttp_request *req,
 {
 	struct api *api = conn->api;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct api_submit *sub;
 	unsigned long long id = 0;
 	const char *p = rest;
 	struct job *j;
@@ -426,8 +443,20 @@ api_job_route(struct api_conn *conn, struct evhttp_request *req,
 	if (cmd == EVHTTP_REQ_GET)
 		api_reply(req, 200, job_json(j, 1));
 	else if (cmd == EVHTTP_REQ_DELETE) {
-		job_cancel(j);
-		api_reply(req, 200, job_json(j, 1));
+		if (job_ended(j)) {
+			api_reply(req, 200, job_json(j, 1));
+			return;
+		}
+		/* The 200 goes out once the cancel is stored: api_submit_cb. */
+		sub = xcalloc(1, sizeof *sub);
+		sub->api = api;
+		sub->conn = conn;
+		sub->req = req;
+		sub->job = j;
+		sub->cancel = 1;
+		conn->submit = sub;
+		TAILQ_INSERT_TAIL(&api->submits, sub, entry);
+		job_cancel_stored(j, api_submit_cb, sub);
 	} else
 		api_bad_method(req, "GET, DELETE");
 }
@@ -438,7 +467,7 @@ api_update_accepting(struct api *api)
 {
 	if (api->listener == NULL)
 		return;
-	if (api->nconns >= (size_t)api->cfg->max_api_connections ||
+	if (api->nbevs >= (size_t)api->cfg->max_api_connections ||
 	    api->paused)
 		evconnlistener_disable(api->listener);
 	else
@@ -478,9 +507,67 @@ api_conn_closecb(struct evhttp_connection *evcon, void *arg)
 		conn->submit->req = NULL;
 	}
 	TAILQ_REMOVE(&api->conns, conn, entry);
-	api->nconns--;
 	free(conn);
+	/* evhttp frees the bufferevent after this returns: sweep then. */
+	event_active(api->sweep_ev, 0, 0);
+}
+
+/* Drop the connections evhttp has let go of; the rest stay counted. */
+static void
+api_sweep(struct api *api)
+{
+	bufferevent_event_cb eventcb;
+	struct bufferevent *bev;
+	size_t i = 0;
+
+	while (i < api->nbevs) {
+		bev = api->bevs[i];
+		bufferevent_getcb(bev, NULL, NULL, &eventcb, NULL);
+		if (eventcb != NULL) {
+			i++;
+			continue;
+		}
+		/* Freed by evhttp: our reference is the last; this closes it. */
+		bufferevent_decref(bev);
+		api->bevs[i] = api->bevs[--api->nbevs];
+	}
 	api_update_accepting(api);
+}
+
+/* Sweep now and then while connections are open. */
+static void
+api_sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct api *api = arg;
+	struct timeval tv = { 0, API_SWEEP_MS * 1000 };
+
+	api_sweep(api);
+	if (api->nbevs > 0)
+		evtimer_add(api->sweep_ev, &tv);
+}
+
+/* evhttp accepted a connection: make its bufferevent and count it. */
+static struct bufferevent *
+api_bev_cb(struct event_base *base, void *arg)
+{
+	struct api *api = arg;
+	struct timeval tv = { 0, API_SWEEP_MS * 1000 };
+	struct bufferevent *bev;
+
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		return NULL;
+	bufferevent_incref(bev);
+	if (api->nbevs == api->bevs_cap) {
+		api->bevs_cap = api->bevs_cap == 0 ? 64 : api->bevs_cap * 2;
+		api->bevs = xreallocarray(api->bevs, api->bevs_cap,
+		    sizeof *api->bevs);
+	}
+	api->bevs[api->nbevs++] = bev;
+	api_update_accepting(api);
+	if (!evtimer_pending(api->sweep_ev, NULL))
+		evtimer_add(api->sweep_ev, &tv);
+	return bev;
 }
 
 /* The tracked connection a request came on, tracking it if new. */
@@ -498,9 +585,7 @@ api_conn_get(struct api *api, struct evhttp_request *req)
 	conn->api = api;
 	conn->evcon = evcon;
 	TAILQ_INSERT_HEAD(&api->conns, conn, entry);
-	api->nconns++;
 	evhttp_connection_set_closecb(evcon, api_conn_closecb, conn);
-	api_update_accepting(api);
 	return conn;
 }
 
@@ -678,7 +763,9 @@ api_create(struct event_base *base, struct jobs *jobs,
 	    API_BODY_SLACK);
 	evhttp_set_max_headers_size(api->http, 65536);
 	evhttp_set_gencb(api->http, api_request_cb, api);
+	evhttp_set_bevcb(api->http, api_bev_cb, api);
 	evhttp_set_timeout(api->http, (int)cfg->api_idle_timeout);
+	api->sweep_ev = evtimer_new(base, api_sweep_cb, api);
 	api->listener = evconnlistener_new(base, NULL, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, api->fd);
 	if (api->listener == NULL) {
@@ -703,6 +790,8 @@ api_create(struct event_base *base, struct jobs *jobs,
 fail:
 	if (api->http != NULL)
 		evhttp_free(api->http);
+	if (api->sweep_ev != NULL)
+		event_free(api->sweep_ev);
 	if (api->listener != NULL && api->bound == NULL)
 		evconnlistener_free(api->listener);
 	if (api->fd != -1)
@@ -739,6 +828,13 @@ api_destroy(struct api *api)
 	api_close(api);
 	/* Closes every connection; api_conn_closecb frees its state. */
 	evhttp_free(api->http);
+	api_sweep(api);
+	if (api->nbevs != 0)
+		log_warnx("api_destroy: %zu connections still open",
+		    api->nbevs);
+	free(api->bevs);
+	if (api->sweep_ev != NULL)
+		event_free(api->sweep_ev);
 	while ((sub = TAILQ_FIRST(&api->submits)) != NULL) {
 		TAILQ_REMOVE(&api->submits, sub, entry);
 		job_clear_accept(sub->job);

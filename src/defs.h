@@ -41,10 +41,6 @@
 /* Numeric suffixes tried for an existing final name. */
 #define SUFFIX_MAX 9999
 
-/* Bodies at least this big (or of unknown size) have their .part recorded
- * as soon as they start, so that a crash does not cost what was fetched. */
-#define RESUME_RECORD_BYTES (1024 * 1024)
-
 /* Seconds a client is told to wait when the queue is full. */
 #define RETRY_AFTER_SECONDS 5
 

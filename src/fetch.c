@@ -118,9 +118,12 @@ fetch_event_cb(evutil_socket_t fd, short what, void *arg)
 	if (what & EV_WRITE)
 		action |= CURL_CSELECT_OUT;
 	curl_multi_socket_action(fe->multi, fd, action, &running);
+	/*
+	 * No evtimer_del when nothing runs: finishing transfers here may start
+	 * new ones whose timeout libcurl has just set, and libcurl says -1
+	 * through fetch_multi_timer_cb itself when it wants no timer.
+	 */
 	fetch_check_done(fe);
-	if (running <= 0)
-		evtimer_del(fe->timer);
 }
 
 /* libevent: libcurl's timeout expired. */
@@ -516,7 +519,7 @@ transfer_open_file(struct transfer *t)
 	}
 	/* A body that is being written can be resumed if it has a validator. */
 	t->keep_part = transfer_validator(t) != NULL;
-	if (t->keep_part && t->ops->opened != NULL)
+	if (t->ops->opened != NULL)
 		t->ops->opened(t->arg, t->path, wfile_part(t->file),
 		    transfer_validator(t), t->size);
 	return 0;

@@ -56,8 +56,9 @@ struct transfer_ops {
 	 */
 	void (*released)(void *arg);
 	/*
-	 * The body is being written to part and can be resumed with the
-	 * validator; size is the whole body's, or -1. May be NULL.
+	 * The body is being written to part; it can be resumed with the
+	 * validator (NULL if there is none); size is the whole body's, or -1.
+	 * May be NULL.
 	 */
 	void (*opened)(void *arg, const char *path, const char *part,
 	    const char *validator, long long size);

@@ -739,9 +739,9 @@ item_released(void *arg)
 }
 
 /*
- * A big body started: record its .part and validator, so that even after a
- * kill -9 the next start continues it instead of fetching it all again.
- * Small ones are not worth a store write each.
+ * A body started: record its .part (and validator), so that after a kill -9
+ * the next start continues it, or at least removes it, whatever name the
+ * next attempt picks.
  */
 static void
 item_opened(void *arg, const char *path, const char *part,
@@ -749,14 +749,12 @@ item_opened(void *arg, const char *path, const char *part,
 {
 	struct item *it = arg;
 
-	if (size >= 0 && size < RESUME_RECORD_BYTES)
-		return;
 	free(it->path);
 	free(it->part);
 	free(it->validator);
 	it->path = xstrdup(path);
 	it->part = xstrdup(part);
-	it->validator = xstrdup(validator);
+	it->validator = validator != NULL ? xstrdup(validator) : NULL;
 	it->part_size = 0;
 	item_store(it, STORE_ITEM_ACTIVE);
 }
@@ -1307,6 +1305,52 @@ job_cancel(struct job *j)
 	log_info("job %llu: cancel requested", j->id);
 	job_update(j);
 	jobs_pump(j->jobs);
+}
+
+/* What a stored cancel calls back. */
+struct job_cancel_wait {
+	struct job *job;
+	jobs_accept_cb cb;
+	void *arg;
+};
+
+/* The store has every record of the cancel. */
+static void
+job_cancel_stored_cb(void *arg, int ok)
+{
+	struct job_cancel_wait *cw = arg;
+
+	cw->cb(cw->arg, cw->job, ok);
+	free(cw);
+}
+
+/* Without a store: answer on the next loop turn. */
+static void
+job_cancel_later_cb(evutil_socket_t fd, short what, void *arg)
+{
+	job_cancel_stored_cb(arg, 0);
+}
+
+/*
+ * Cancel and wait for the store: its operations run in order, so once this
+ * last one is committed every cancelled item's record is too.
+ */
+void
+job_cancel_stored(struct job *j, jobs_accept_cb cb, void *arg)
+{
+	struct job_cancel_wait *cw;
+
+	job_cancel(j);
+	cw = xcalloc(1, sizeof *cw);
+	cw->job = j;
+	cw->cb = cb;
+	cw->arg = arg;
+	if (j->jobs->store == NULL)
+		event_base_once(j->jobs->base, -1, EV_TIMEOUT,
+		    job_cancel_later_cb, cw, NULL);
+	else
+		store_update_job(j->jobs->store, j->id, (int)j->state,
+		    j->finished, job_cancel_stored_cb, cw);
 }
 
 /* Start nothing new. */

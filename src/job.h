@@ -58,6 +58,8 @@ int job_ended(struct job *);
 json_t *job_json(struct job *, int with_items);
 /* Cancel: queued items dropped, active transfers stopped. */
 void job_cancel(struct job *);
+/* Cancel, then call cb (from the loop) once the store has it too. */
+void job_cancel_stored(struct job *, jobs_accept_cb cb, void *arg);
 
 /*
  * Follow a job's events. The callback gets each event object (borrowed);

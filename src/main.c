@@ -59,15 +59,16 @@ struct daemon {
 	struct timeval drain_end;
 };
 
-/* Print usage and exit. */
+/* Print usage to f and exit with status. */
 static void __attribute__((noreturn))
-usage(void)
+usage(FILE *f, int status)
 {
-	fprintf(stderr, "usage: imgfetchd [-nv] [-c file]\n"
+	fprintf(f, "usage: imgfetchd [-hnv] [-c file]\n"
 	    "  -c file  configuration file (default: built-in defaults)\n"
+	    "  -h       this help\n"
 	    "  -n       check the configuration and exit\n"
 	    "  -v       more logging (debug)\n");
-	exit(2);
+	exit(status);
 }
 
 /* Whether the monotonic-ish loop time has passed tv. */
@@ -231,6 +232,7 @@ daemon_open_root(const char *dir)
 	return fd;
 }
 
+/* Read the options and the config, wire the parts up, run the loop. */
 int
 main(int argc, char **argv)
 {
@@ -251,12 +253,14 @@ main(int argc, char **argv)
 		case 'v':
 			verbose++;
 			break;
+		case 'h':
+			usage(stdout, 0);
 		default:
-			usage();
+			usage(stderr, 2);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(stderr, 2);
 
 	log_init(LOG_LEVEL_INFO, "imgfetchd");
 	config_init(&d.cfg);

@@ -715,14 +715,14 @@ writer_done_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-/* Worker: record the first failure of a file. */
+/* Worker: record the first failure of a file, naming a relative path. */
 static void
-wfile_fail(struct wfile *f, const char *what, const char *name, int error)
+wfile_fail_path(struct wfile *f, const char *what, const char *path,
+    int error)
 {
 	char *msg;
 
-	xasprintf(&msg, "%s %s%s%s: %s", what, f->dirpart,
-	    *f->dirpart != '\0' ? "/" : "", name, strerror(error));
+	xasprintf(&msg, "%s %s: %s", what, path, strerror(error));
 	log_debug("writer: %s", msg);
 	pthread_mutex_lock(&f->writer->lock);
 	if (f->error == NULL)
@@ -731,6 +731,29 @@ wfile_fail(struct wfile *f, const char *what, const char *name, int error)
 		free(msg);
 	pthread_mutex_unlock(&f->writer->lock);
 	f->failed = 1;
+}
+
+/* Worker: record the first failure of a file, for a name in its directory. */
+static void
+wfile_fail(struct wfile *f, const char *what, const char *name, int error)
+{
+	char *path;
+
+	xasprintf(&path, "%s%s%s", f->dirpart, *f->dirpart != '\0' ? "/" : "",
+	    name);
+	wfile_fail_path(f, what, path, error);
+	free(path);
+}
+
+/* Worker: a failure on the first len bytes of the file's directory path. */
+static void
+wfile_fail_dir(struct wfile *f, const char *what, size_t len, int error)
+{
+	char *path;
+
+	path = xstrndup(f->dirpart, len);
+	wfile_fail_path(f, what, path, error);
+	free(path);
 }
 
 /* Worker: open each directory of the file's path, creating if asked. */
@@ -760,14 +783,16 @@ wfile_open_dir(struct wfile *f, int create)
 		    O_CLOEXEC);
 		if (next == -1 && errno == ENOENT && create) {
 			if (mkdirat(fd, comp, 0755) == -1 && errno != EEXIST) {
-				wfile_fail(f, "mkdir", comp, errno);
+				wfile_fail_dir(f, "mkdir", comp - copy +
+				    strlen(comp), errno);
 				goto fail;
 			}
 			next = openat(fd, comp, O_RDONLY | O_DIRECTORY |
 			    O_NOFOLLOW | O_CLOEXEC);
 		}
 		if (next == -1) {
-			wfile_fail(f, "open directory", comp, errno);
+			wfile_fail_dir(f, "open directory", comp - copy +
+			    strlen(comp), errno);
 			goto fail;
 		}
 		if (fd != f->writer->rootfd)
