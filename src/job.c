@@ -956,6 +956,24 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status,
 	return j;
 }
 
+/* Restart: the item turned out done, with bytes in its final file. */
+static void
+item_restored_done(struct item *it, unsigned long long bytes, const char *how)
+{
+	struct job *j = it->job;
+
+	it->bytes = bytes;
+	it->part_size = 0;
+	j->bytes_done += bytes;
+	j->jobs->bytes += bytes;
+	item_set_state(it, ITEM_DONE);
+	item_store(it, STORE_ITEM_DONE);
+	log_info("job %llu item %lu: done %s (%llu bytes, %s after a restart)",
+	    j->id, it->n, it->path, bytes, how);
+	item_emit(it);
+	job_update(j);
+}
+
 /* Restart: a committing item's complete .part was renamed into place. */
 static void
 item_commit_cb(struct wfile *f, enum wfile_event ev, void *arg)
@@ -976,16 +994,7 @@ item_commit_cb(struct wfile *f, enum wfile_event ev, void *arg)
 	free(it->validator);
 	it->part = it->validator = NULL;
 	if (wfile_ok(f) == 0) {
-		it->bytes = it->part_size;
-		it->part_size = 0;
-		j->bytes_done += it->bytes;
-		j->jobs->bytes += it->bytes;
-		item_set_state(it, ITEM_DONE);
-		item_store(it, STORE_ITEM_DONE);
-		log_info("job %llu item %lu: done %s (completed after a "
-		    "restart)", j->id, it->n, it->path);
-		item_emit(it);
-		job_update(j);
+		item_restored_done(it, it->part_size, "completed");
 		return;
 	}
 	log_warnx("job %llu item %lu: completing after a restart failed: %s;"
@@ -1039,14 +1048,7 @@ item_probe_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		it->committing = 0;
 		if (found) {
 			/* Renamed into place before the daemon stopped. */
-			it->bytes = wfile_size(f);
-			j->bytes_done += it->bytes;
-			j->jobs->bytes += it->bytes;
-			item_set_state(it, ITEM_DONE);
-			item_store(it, STORE_ITEM_DONE);
-			log_info("job %llu item %lu: done %s (found in place "
-			    "after a restart)", j->id, it->n, it->path);
-			job_update(j);
+			item_restored_done(it, wfile_size(f), "found in place");
 			return;
 		}
 	} else if (found) {
