@@ -47,6 +47,9 @@ import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+# The integration tests' HTTP-over-AF_UNIX client and config writer.
+sys.path.insert(0, os.path.join(ROOT, "tests", "itest"))
+from harness import UnixHTTPConnection, _conf_value as conf_value  # noqa: E402
 EXIT_SKIP = 77
 MIB = 1024 * 1024
 
@@ -489,34 +492,6 @@ class Tally:
 
 
 # ---------------------------------------------------------------- imgfetchd
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    """http.client over a Unix stream socket."""
-
-    def __init__(self, path, timeout=10):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect(self.unix_path)
-        except OSError:
-            s.close()
-            raise
-        self.sock = s
-
-
-def conf_value(v):
-    """A Python value as libconfig text."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    s = str(v).replace("\\", "\\\\").replace('"', '\\"')
-    return '"%s"' % s
-
 
 class Daemon:
     """imgfetchd on a private socket; its log is read through a pipe so
