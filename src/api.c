@@ -47,10 +47,10 @@ struct api_stream {
 /* A reply waiting for the store: a new job's 202 or a cancel's 200. */
 struct api_submit {
 	struct api *api;
-	struct api_conn *conn;          /* NULL once the client left */
-	struct evhttp_request *req;     /* NULL once the client left */
+	struct api_conn *conn; /* NULL once the client left */
+	struct evhttp_request *req; /* NULL once the client left */
 	struct job *job;
-	int cancel;                     /* a DELETE, not a POST */
+	int cancel; /* a DELETE, not a POST */
 	TAILQ_ENTRY(api_submit) entry;
 };
 TAILQ_HEAD(api_submit_list, api_submit);
@@ -72,7 +72,7 @@ struct api {
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
 	struct evconnlistener *listener;
-	struct event *resume_ev;   /* re-enables accepting after EMFILE */
+	struct event *resume_ev; /* re-enables accepting after EMFILE */
 	struct api_conn_list conns;
 	/*
 	 * Every accepted connection's bufferevent, with a reference of ours:
@@ -88,7 +88,7 @@ struct api {
 	struct api_submit_list submits;
 	char *path;
 	int fd;
-	int activated;   /* the socket came from the service manager */
+	int activated; /* the socket came from the service manager */
 };
 
 /* Seconds accepting pauses when the daemon is out of file descriptors. */
@@ -107,15 +107,24 @@ static const char *
 api_reason(int code)
 {
 	switch (code) {
-	case 200: return "OK";
-	case 202: return "Accepted";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 503: return "Service Unavailable";
-	default: return "Error";
+	case 200:
+		return "OK";
+	case 202:
+		return "Accepted";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
 	}
 }
 
@@ -141,9 +150,8 @@ api_reply(struct evhttp_request *req, int code, json_t *obj)
 }
 
 /* Send {"error": "..."} with a status code. */
-static void
-api_error(struct evhttp_request *req, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void api_error(struct evhttp_request *req, int code, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
 static void
 api_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
@@ -154,9 +162,10 @@ api_error(struct evhttp_request *req, int code, const char *fmt, ...)
 	if (vasprintf(&msg, fmt, ap) == -1)
 		fatal("api_error");
 	va_end(ap);
-	log_debug("api: %s %s: %d %s", evhttp_request_get_command(req) ==
-	    EVHTTP_REQ_GET ? "GET" : "request", evhttp_request_get_uri(req),
-	    code, msg);
+	log_debug("api: %s %s: %d %s",
+	    evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET"
+							      : "request",
+	    evhttp_request_get_uri(req), code, msg);
 	api_reply(req, code, json_pack("{ss}", "error", msg));
 	free(msg);
 }
@@ -165,16 +174,16 @@ api_error(struct evhttp_request *req, int code, const char *fmt, ...)
 static void
 api_bad_method(struct evhttp_request *req, const char *allow)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
-	    allow);
+	evhttp_add_header(
+	    evhttp_request_get_output_headers(req), "Allow", allow);
 	api_error(req, 405, "method not allowed on %s (allowed: %s)",
 	    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)), allow);
 }
 
 /* Parse the query string into q; 0, or -1 with a 400 sent. */
 static int
-api_query(struct evhttp_request *req, struct evkeyvalq *q,
-    const char *const *known)
+api_query(
+    struct evhttp_request *req, struct evkeyvalq *q, const char *const *known)
 {
 	const char *query;
 	struct evkeyval *kv;
@@ -188,7 +197,8 @@ api_query(struct evhttp_request *req, struct evkeyvalq *q,
 		api_error(req, 400, "malformed query string");
 		return -1;
 	}
-	TAILQ_FOREACH(kv, q, next) {
+	TAILQ_FOREACH(kv, q, next)
+	{
 		for (i = 0; known[i] != NULL; i++) {
 			if (strcmp(kv->key, known[i]) == 0)
 				break;
@@ -226,13 +236,15 @@ api_submit_cb(void *arg, struct job *j, int ok)
 	if (sub->conn != NULL)
 		sub->conn->submit = NULL;
 	if (sub->req == NULL) {
-		log_info("api: job %llu stored, but its client has gone",
-		    job_id(j));
+		log_info(
+		    "api: job %llu stored, but its client has gone", job_id(j));
 	} else if (sub->cancel)
 		api_reply(sub->req, 200, job_json(j, 1));
 	else if (ok != 0)
-		api_error(sub->req, 500, "job %llu could not be stored in the "
-		    "state directory; it was cancelled", job_id(j));
+		api_error(sub->req, 500,
+		    "job %llu could not be stored in the "
+		    "state directory; it was cancelled",
+		    job_id(j));
 	else {
 		snprintf(loc, sizeof loc, API_PREFIX "/jobs/%llu", job_id(j));
 		evhttp_add_header(evhttp_request_get_output_headers(sub->req),
@@ -261,15 +273,17 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	memset(&jr, 0, sizeof jr);
 	len = evbuffer_get_length(in);
 	if ((long long)len > api->cfg->max_request_body) {
-		api_error(req, 413, "request body of %zu bytes is over "
-		    "max_request_body (%lld)", len, api->cfg->max_request_body);
+		api_error(req, 413,
+		    "request body of %zu bytes is over "
+		    "max_request_body (%lld)",
+		    len, api->cfg->max_request_body);
 		return;
 	}
 	body = (char *)evbuffer_pullup(in, -1);
 	if (body == NULL)
 		body = (char *)"";
-	type = evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "Content-Type");
+	type = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Content-Type");
 	if (type != NULL && api_type_is(type, "text/uri-list")) {
 		if (api_query(req, &q, known) == -1)
 			return;
@@ -280,29 +294,34 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	} else if (type == NULL || api_type_is(type, "application/json")) {
 		if (evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) !=
 		    NULL) {
-			api_error(req, 400, "query parameters are only for "
+			api_error(req, 400,
+			    "query parameters are only for "
 			    "text/uri-list; put options in the JSON body");
 			return;
 		}
 		rc = request_parse_json(&jr, body, len, &cause);
 	} else {
-		api_error(req, 415, "Content-Type must be application/json or "
-		    "text/uri-list, not \"%s\"", type);
+		api_error(req, 415,
+		    "Content-Type must be application/json or "
+		    "text/uri-list, not \"%s\"",
+		    type);
 		return;
 	}
 	if (rc == -1) {
-		api_error(req, 400, "%s", cause != NULL ? cause : "bad request");
+		api_error(
+		    req, 400, "%s", cause != NULL ? cause : "bad request");
 		free(cause);
 		return;
 	}
 	sub = xcalloc(1, sizeof *sub);
 	if ((j = jobs_submit(api->jobs, &jr, &status, &cause, api_submit_cb,
-	    sub)) == NULL) {
+		 sub)) == NULL) {
 		free(sub);
 		request_finish(&jr);
 		if (status == 503) {
 			snprintf(loc, sizeof loc, "%d", RETRY_AFTER_SECONDS);
-			evhttp_add_header(evhttp_request_get_output_headers(req),
+			evhttp_add_header(
+			    evhttp_request_get_output_headers(req),
 			    "Retry-After", loc);
 		}
 		api_error(req, status, "%s", cause);
@@ -380,8 +399,7 @@ api_stream_cb(void *arg, json_t *ev, int last)
 
 /* GET /v1/jobs/ID/events */
 static void
-api_get_events(struct api_conn *conn, struct evhttp_request *req,
-    struct job *j)
+api_get_events(struct api_conn *conn, struct evhttp_request *req, struct job *j)
 {
 	struct api_stream *s;
 	json_t *ev;
@@ -408,8 +426,8 @@ api_get_events(struct api_conn *conn, struct evhttp_request *req,
 
 /* Routes under /v1/jobs/ID[/events]. */
 static void
-api_job_route(struct api_conn *conn, struct evhttp_request *req,
-    const char *rest)
+api_job_route(
+    struct api_conn *conn, struct evhttp_request *req, const char *rest)
 {
 	struct api *api = conn->api;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
@@ -467,8 +485,7 @@ api_update_accepting(struct api *api)
 {
 	if (api->listener == NULL)
 		return;
-	if (api->nbevs >= (size_t)api->cfg->max_api_connections ||
-	    api->paused)
+	if (api->nbevs >= (size_t)api->cfg->max_api_connections || api->paused)
 		evconnlistener_disable(api->listener);
 	else
 		evconnlistener_enable(api->listener);
@@ -560,8 +577,8 @@ api_bev_cb(struct event_base *base, void *arg)
 	bufferevent_incref(bev);
 	if (api->nbevs == api->bevs_cap) {
 		api->bevs_cap = api->bevs_cap == 0 ? 64 : api->bevs_cap * 2;
-		api->bevs = xreallocarray(api->bevs, api->bevs_cap,
-		    sizeof *api->bevs);
+		api->bevs =
+		    xreallocarray(api->bevs, api->bevs_cap, sizeof *api->bevs);
 	}
 	api->bevs[api->nbevs++] = bev;
 	api_update_accepting(api);
@@ -577,7 +594,8 @@ api_conn_get(struct api *api, struct evhttp_request *req)
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct api_conn *conn;
 
-	TAILQ_FOREACH(conn, &api->conns, entry) {
+	TAILQ_FOREACH(conn, &api->conns, entry)
+	{
 		if (conn->evcon == evcon)
 			return conn;
 	}
@@ -611,7 +629,7 @@ api_request_cb(struct evhttp_request *req, void *arg)
 		else
 			api_bad_method(req, "GET, POST");
 	} else if (strncmp(path, API_PREFIX "/jobs/",
-	    strlen(API_PREFIX "/jobs/")) == 0)
+		       strlen(API_PREFIX "/jobs/")) == 0)
 		api_job_route(conn, req, path + strlen(API_PREFIX "/jobs/"));
 	else if (strcmp(path, API_PREFIX "/status") == 0) {
 		if (cmd == EVHTTP_REQ_GET)
@@ -635,7 +653,8 @@ api_listen(const char *path, int mode)
 	sun.sun_family = AF_UNIX;
 	if (strlen(path) >= sizeof sun.sun_path) {
 		log_warnx("api: socket path too long (%zu bytes, at most %zu): "
-		    "%s", strlen(path), sizeof sun.sun_path - 1, path);
+			  "%s",
+		    strlen(path), sizeof sun.sun_path - 1, path);
 		return -1;
 	}
 	strcpy(sun.sun_path, path);
@@ -643,7 +662,8 @@ api_listen(const char *path, int mode)
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			log_warnx("api: %s exists and is not a socket; "
-			    "refusing to replace it", path);
+				  "refusing to replace it",
+			    path);
 			return -1;
 		}
 		/* Is a daemon answering there, or is it left over? */
@@ -654,7 +674,8 @@ api_listen(const char *path, int mode)
 		}
 		if (connect(probe, (struct sockaddr *)&sun, sizeof sun) == 0) {
 			close(probe);
-			log_warnx("api: another daemon is listening on %s", path);
+			log_warnx(
+			    "api: another daemon is listening on %s", path);
 			return -1;
 		}
 		close(probe);
@@ -726,8 +747,7 @@ api_accept_error_cb(struct evconnlistener *listener, void *arg)
 
 /* Create the API server on its socket. */
 struct api *
-api_create(struct event_base *base, struct jobs *jobs,
-    const struct config *cfg)
+api_create(struct event_base *base, struct jobs *jobs, const struct config *cfg)
 {
 	struct api *api;
 
@@ -750,17 +770,17 @@ api_create(struct event_base *base, struct jobs *jobs,
 		goto fail;
 	}
 	/* All methods reach the router, which answers 405 in JSON itself. */
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	    EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE |
-	    EVHTTP_REQ_CONNECT);
+	evhttp_set_allowed_methods(api->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+		EVHTTP_REQ_PATCH | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT);
 	/*
 	 * evhttp's own cap sits API_BODY_SLACK above ours so that a body a
 	 * little too large gets our JSON 413; past that, evhttp answers 413
 	 * itself (libevent 2.1 lets no handler see a request it refused).
 	 */
-	evhttp_set_max_body_size(api->http, (ev_ssize_t)cfg->max_request_body +
-	    API_BODY_SLACK);
+	evhttp_set_max_body_size(
+	    api->http, (ev_ssize_t)cfg->max_request_body + API_BODY_SLACK);
 	evhttp_set_max_headers_size(api->http, 65536);
 	evhttp_set_gencb(api->http, api_request_cb, api);
 	evhttp_set_bevcb(api->http, api_bev_cb, api);
@@ -830,8 +850,8 @@ api_destroy(struct api *api)
 	evhttp_free(api->http);
 	api_sweep(api);
 	if (api->nbevs != 0)
-		log_warnx("api_destroy: %zu connections still open",
-		    api->nbevs);
+		log_warnx(
+		    "api_destroy: %zu connections still open", api->nbevs);
 	free(api->bevs);
 	if (api->sweep_ev != NULL)
 		event_free(api->sweep_ev);

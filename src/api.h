@@ -12,8 +12,8 @@ struct api;
  * if a daemon answers there) with cfg->socket_mode. Returns NULL with the
  * reason logged.
  */
-struct api *api_create(struct event_base *, struct jobs *,
-    const struct config *);
+struct api *api_create(
+    struct event_base *, struct jobs *, const struct config *);
 /* Stop accepting: close the listener and remove the socket file. */
 void api_close(struct api *);
 /* Close every connection and free. */

@@ -68,8 +68,7 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(socket_mode, CONFIG_INT) },
 	{ "download_dir", CONFIG_STRING, 1, PATH_MAX - 1,
 	    CONFIG_FIELD(download_dir, CONFIG_OTHER) },
-	{ "workers", CONFIG_INTEGER, 1, 64,
-	    CONFIG_FIELD(workers, CONFIG_INT) },
+	{ "workers", CONFIG_INTEGER, 1, 64, CONFIG_FIELD(workers, CONFIG_INT) },
 	{ "max_transfers", CONFIG_INTEGER, 1, 10000,
 	    CONFIG_FIELD(max_transfers, CONFIG_INT) },
 	{ "max_host_connections", CONFIG_INTEGER, 0, 10000,
@@ -86,8 +85,7 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(headers, CONFIG_OTHER) },
 	{ "max_item_size", CONFIG_INTEGER, 0, LLONG_MAX,
 	    CONFIG_FIELD(max_item_size, CONFIG_LLONG) },
-	{ "fsync", CONFIG_BOOLEAN, 0, 1,
-	    CONFIG_FIELD(fsync, CONFIG_INT) },
+	{ "fsync", CONFIG_BOOLEAN, 0, 1, CONFIG_FIELD(fsync, CONFIG_INT) },
 	{ "queue_limit", CONFIG_INTEGER, 1, INT_MAX,
 	    CONFIG_FIELD(queue_limit, CONFIG_INT) },
 	{ "max_request_body", CONFIG_INTEGER, 1024, LLONG_MAX,
@@ -207,16 +205,15 @@ config_finish(struct config *cfg)
 const char *
 config_exists_name(enum exists_policy policy)
 {
-	if ((size_t)policy >= sizeof config_exists_names /
-	    sizeof config_exists_names[0])
+	if ((size_t)policy >=
+	    sizeof config_exists_names / sizeof config_exists_names[0])
 		return "?";
 	return config_exists_names[policy];
 }
 
 /* Set *cause to "FILE:LINE: " and a formatted message. */
-static void __attribute__((format(printf, 4, 5)))
-config_error(char **cause, const char *file, unsigned int line,
-    const char *fmt, ...)
+static void __attribute__((format(printf, 4, 5))) config_error(
+    char **cause, const char *file, unsigned int line, const char *fmt, ...)
 {
 	va_list ap;
 	char *msg;
@@ -284,16 +281,20 @@ config_check_type(const char *value, char **why)
 	for (i = 0; value[i] != '\0'; i++) {
 		if (!config_type_char(value[i]) && value[i] != '/' &&
 		    value[i] != '*') {
-			xasprintf(why, "\"%.64s\" is not a media type like "
-			    "\"image/*\"", value);
+			xasprintf(why,
+			    "\"%.64s\" is not a media type like "
+			    "\"image/*\"",
+			    value);
 			return -1;
 		}
 	}
 	if (slash == NULL || slash == value || slash[1] == '\0' ||
-	    strchr(slash + 1, '/') != NULL || (strchr(value, '*') != NULL &&
-	    strcmp(slash + 1, "*") != 0)) {
-		xasprintf(why, "\"%.64s\" is not a media type like "
-		    "\"image/*\"", value);
+	    strchr(slash + 1, '/') != NULL ||
+	    (strchr(value, '*') != NULL && strcmp(slash + 1, "*") != 0)) {
+		xasprintf(why,
+		    "\"%.64s\" is not a media type like "
+		    "\"image/*\"",
+		    value);
 		return -1;
 	}
 	return 0;
@@ -314,8 +315,9 @@ config_set_list(const struct config_key *key, char ***list, size_t *count,
 	    config_setting_type(s) != CONFIG_TYPE_ARRAY) {
 		config_error(cause, file, config_setting_source_line(s),
 		    "%s: expected a list of %s", key->name,
-		    key->kind == CONFIG_HEADERS ? "\"Name: value\" strings" :
-		    "media types like \"image/*\"");
+		    key->kind == CONFIG_HEADERS
+			? "\"Name: value\" strings"
+			: "media types like \"image/*\"");
 		return -1;
 	}
 	n = config_setting_length(s);
@@ -342,8 +344,8 @@ config_set_list(const struct config_key *key, char ***list, size_t *count,
 		else
 			rc = config_check_type(value, &why);
 		if (rc != 0) {
-			config_error(cause, file, line, "%s[%d]: %s",
-			    key->name, i, why);
+			config_error(
+			    cause, file, line, "%s[%d]: %s", key->name, i, why);
 			free(why);
 			goto fail;
 		}
@@ -360,15 +362,15 @@ fail:
 
 /* Check a string setting and store a copy. */
 static int
-config_set_string(const struct config_key *key, char **field,
-    const char *value, const char *file, unsigned int line, char **cause)
+config_set_string(const struct config_key *key, char **field, const char *value,
+    const char *file, unsigned int line, char **cause)
 {
 	size_t len, i;
 
 	len = strlen(value);
 	if ((long long)len < key->min) {
-		config_error(cause, file, line, "%s: must not be empty",
-		    key->name);
+		config_error(
+		    cause, file, line, "%s: must not be empty", key->name);
 		return -1;
 	}
 	if ((long long)len > key->max) {
@@ -422,8 +424,9 @@ config_check_wrapped(const struct config_key *key, config_setting_t *s,
 		return 0;
 	start = p;
 	end = p + strcspn(p, "\n");
-	for (q = start; (q = memmem(q, (size_t)(end - q), key->name, len)) !=
-	    NULL; q += len) {
+	for (q = start;
+	     (q = memmem(q, (size_t)(end - q), key->name, len)) != NULL;
+	     q += len) {
 		if ((q != start && config_is_name_char(q[-1])) ||
 		    config_is_name_char(q[len]))
 			continue;
@@ -441,8 +444,10 @@ config_check_wrapped(const struct config_key *key, config_setting_t *s,
 		if (errno != ERANGE && value == config_setting_get_int64(s))
 			return 0;
 		/* Prefer the number that wraps to what libconfig read. */
-		if (bad == NULL || (errno != ERANGE && (int)(unsigned int)
-		    value == config_setting_get_int(s))) {
+		if (bad == NULL ||
+		    (errno != ERANGE &&
+			(int)(unsigned int)value ==
+			    config_setting_get_int(s))) {
 			bad = p;
 			badlen = (int)(ep - p);
 			range = (errno == ERANGE);
@@ -454,9 +459,10 @@ config_check_wrapped(const struct config_key *key, config_setting_t *s,
 		config_error(cause, file, line, "%s: %.*s out of range",
 		    key->name, badlen, bad);
 	} else {
-		config_error(cause, file, line, "%s: %.*s is too big for a "
-		    "plain integer; write %.*sL", key->name, badlen, bad,
-		    badlen, bad);
+		config_error(cause, file, line,
+		    "%s: %.*s is too big for a "
+		    "plain integer; write %.*sL",
+		    key->name, badlen, bad, badlen, bad);
 	}
 	return -1;
 }
@@ -508,8 +514,8 @@ config_set(struct config *cfg, const struct config_key *key,
 		*(int *)field = config_setting_get_bool(s) ? 1 : 0;
 		return 0;
 	case CONFIG_HEADERS:
-		return config_set_list(key, &cfg->headers, &cfg->nheaders, s,
-		    file, cause);
+		return config_set_list(
+		    key, &cfg->headers, &cfg->nheaders, s, file, cause);
 	case CONFIG_TYPES:
 		return config_set_list(key, &cfg->allowed_types,
 		    &cfg->nallowed_types, s, file, cause);
@@ -519,8 +525,8 @@ config_set(struct config *cfg, const struct config_key *key,
 
 	/* The rest are strings. */
 	if (type != CONFIG_TYPE_STRING) {
-		config_error(cause, file, line, "%s: expected a string",
-		    key->name);
+		config_error(
+		    cause, file, line, "%s: expected a string", key->name);
 		return -1;
 	}
 	str = config_setting_get_string(s);
@@ -529,13 +535,17 @@ config_set(struct config *cfg, const struct config_key *key,
 		return config_set_string(key, field, str, file, line, cause);
 	case CONFIG_MODE:
 		if ((v = config_parse_mode(str)) == -1) {
-			config_error(cause, file, line, "%s: expected octal "
-			    "digits like \"0660\"", key->name);
+			config_error(cause, file, line,
+			    "%s: expected octal "
+			    "digits like \"0660\"",
+			    key->name);
 			return -1;
 		}
 		if (v > key->max) {
-			config_error(cause, file, line, "%s: \"%s\" out of "
-			    "range (at most \"0777\")", key->name, str);
+			config_error(cause, file, line,
+			    "%s: \"%s\" out of "
+			    "range (at most \"0777\")",
+			    key->name, str);
 			return -1;
 		}
 		*(int *)field = v;
@@ -546,13 +556,16 @@ config_set(struct config *cfg, const struct config_key *key,
 			return 0;
 		}
 		p = path_printable(str, strlen(str));
-		config_error(cause, file, line, "%s: \"%s\" is not one of "
-		    "error, warn, info, debug", key->name, p);
+		config_error(cause, file, line,
+		    "%s: \"%s\" is not one of "
+		    "error, warn, info, debug",
+		    key->name, p);
 		free(p);
 		return -1;
 	case CONFIG_EXISTS:
 		for (v = 0; v < (int)(sizeof config_exists_names /
-		    sizeof config_exists_names[0]); v++) {
+				    sizeof config_exists_names[0]);
+		     v++) {
 			if (strcmp(str, config_exists_names[v]) == 0) {
 				*(enum exists_policy *)field =
 				    (enum exists_policy)v;
@@ -560,8 +573,10 @@ config_set(struct config *cfg, const struct config_key *key,
 			}
 		}
 		p = path_printable(str, strlen(str));
-		config_error(cause, file, line, "%s: \"%s\" is not one of "
-		    "suffix, overwrite, skip", key->name, p);
+		config_error(cause, file, line,
+		    "%s: \"%s\" is not one of "
+		    "suffix, overwrite, skip",
+		    key->name, p);
 		free(p);
 		return -1;
 	default:
@@ -654,7 +669,7 @@ config_load(struct config *cfg, const char *path, char **cause)
 		file = config_setting_source_file(s);
 		key = NULL;
 		for (k = 0; k < sizeof config_keys / sizeof config_keys[0];
-		    k++) {
+		     k++) {
 			if (strcmp(name, config_keys[k].name) == 0)
 				key = &config_keys[k];
 		}

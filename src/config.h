@@ -7,39 +7,40 @@
 enum exists_policy { EXISTS_SUFFIX, EXISTS_OVERWRITE, EXISTS_SKIP };
 
 struct config {
-	char *socket_path;          /* socket_path */
-	int socket_mode;            /* socket_mode, written as a string "0660" */
-	char *download_dir;         /* download_dir */
-	int workers;                /* workers: writer threads, 1..64 */
-	int max_transfers;          /* max_transfers: across all jobs, 1..10000 */
-	int max_host_connections;   /* max_host_connections: 0 = no cap */
-	long connect_timeout;       /* connect_timeout: seconds, 0 = libcurl's */
-	long timeout;               /* timeout: seconds per item, 0 = none */
-	int max_redirects;          /* max_redirects: 0 = do not follow */
-	char *user_agent;           /* user_agent */
-	char **headers;             /* headers: list of "Name: value" */
+	char *socket_path; /* socket_path */
+	int socket_mode; /* socket_mode, written as a string "0660" */
+	char *download_dir; /* download_dir */
+	int workers; /* workers: writer threads, 1..64 */
+	int max_transfers; /* max_transfers: across all jobs, 1..10000 */
+	int max_host_connections; /* max_host_connections: 0 = no cap */
+	long connect_timeout; /* connect_timeout: seconds, 0 = libcurl's */
+	long timeout; /* timeout: seconds per item, 0 = none */
+	int max_redirects; /* max_redirects: 0 = do not follow */
+	char *user_agent; /* user_agent */
+	char **headers; /* headers: list of "Name: value" */
 	size_t nheaders;
-	long long max_item_size;    /* max_item_size: bytes, 0 = no cap */
-	int fsync;                  /* fsync: bool */
-	int queue_limit;            /* queue_limit: items not yet ended */
+	long long max_item_size; /* max_item_size: bytes, 0 = no cap */
+	int fsync; /* fsync: bool */
+	int queue_limit; /* queue_limit: items not yet ended */
 	long long max_request_body; /* max_request_body: bytes */
-	int log_level;              /* log_level: "error".."debug" */
-	enum exists_policy on_exists; /* on_exists: "suffix"|"overwrite"|"skip" */
-	long buffer_size;           /* buffer_size: libcurl receive buffer */
-	char *state_dir;            /* state_dir: the job store */
-	long keep_finished;         /* keep_finished: seconds ended jobs stay */
-	int retries;                /* retries: extra attempts, 0..100 */
-	long retry_delay;           /* retry_delay: first backoff, ms */
-	long retry_delay_max;       /* retry_delay_max: backoff cap, ms */
-	long retry_after_max;       /* retry_after_max: Retry-After cap, s */
-	long stall_speed;           /* stall_speed: bytes/s, 0 = no check */
-	long stall_time;            /* stall_time: seconds below stall_speed */
-	char **allowed_types;       /* allowed_types: Content-Type patterns */
+	int log_level; /* log_level: "error".."debug" */
+	enum exists_policy
+	    on_exists; /* on_exists: "suffix"|"overwrite"|"skip" */
+	long buffer_size; /* buffer_size: libcurl receive buffer */
+	char *state_dir; /* state_dir: the job store */
+	long keep_finished; /* keep_finished: seconds ended jobs stay */
+	int retries; /* retries: extra attempts, 0..100 */
+	long retry_delay; /* retry_delay: first backoff, ms */
+	long retry_delay_max; /* retry_delay_max: backoff cap, ms */
+	long retry_after_max; /* retry_after_max: Retry-After cap, s */
+	long stall_speed; /* stall_speed: bytes/s, 0 = no check */
+	long stall_time; /* stall_time: seconds below stall_speed */
+	char **allowed_types; /* allowed_types: Content-Type patterns */
 	size_t nallowed_types;
-	int allow_svg;              /* allow_svg: bool */
-	long shutdown_grace;        /* shutdown_grace: seconds */
-	int max_api_connections;    /* max_api_connections */
-	long api_idle_timeout;      /* api_idle_timeout: seconds */
+	int allow_svg; /* allow_svg: bool */
+	long shutdown_grace; /* shutdown_grace: seconds */
+	int max_api_connections; /* max_api_connections */
+	long api_idle_timeout; /* api_idle_timeout: seconds */
 };
 
 /*

@@ -43,8 +43,8 @@ struct transfer {
 	struct wfile *file;
 
 	/* What the owner asked for. */
-	char *path;        /* final path of an earlier attempt */
-	char *part;        /* .part to resume */
+	char *path; /* final path of an earlier attempt */
+	char *part; /* .part to resume */
 	unsigned long long want_offset;
 	char *validator;
 
@@ -52,23 +52,23 @@ struct transfer {
 	long status;
 	char *etag;
 	char *last_modified;
-	long long range_start;  /* from Content-Range, -1 if none */
+	long long range_start; /* from Content-Range, -1 if none */
 	unsigned long long offset; /* bytes kept from the .part */
-	unsigned long long bytes;  /* body bytes of this attempt */
+	unsigned long long bytes; /* body bytes of this attempt */
 	long long size;
 	unsigned char head[IMAGE_SNIFF_BYTES];
 	size_t headlen;
 	int status_checked; /* status and type checked */
-	int checked;        /* and the signature: the file is open */
+	int checked; /* and the signature: the file is open */
 
 	/* How it ends. */
 	char *error;
-	int permanent;      /* a failure that retrying cannot fix */
-	int keep_part;      /* suspend rather than abort on failure */
+	int permanent; /* a failure that retrying cannot fix */
+	int keep_part; /* suspend rather than abort on failure */
 	int in_multi;
 	int paused;
-	int closing;        /* commit, suspend or abort sent to the writer */
-	int deferred;       /* on the deferred list */
+	int closing; /* commit, suspend or abort sent to the writer */
+	int deferred; /* on the deferred list */
 	TAILQ_ENTRY(transfer) entry;
 	TAILQ_ENTRY(transfer) defer_entry;
 };
@@ -97,14 +97,14 @@ struct fetcher {
 struct sockinfo {
 	struct fetcher *fetcher;
 	curl_socket_t fd;
-	struct event ev;   /* assigned anew when libcurl changes its interest */
+	struct event ev; /* assigned anew when libcurl changes its interest */
 	int added;
 };
 
 static void fetch_check_done(struct fetcher *);
 static void transfer_file_cb(struct wfile *, enum wfile_event, void *);
-static void transfer_finish(struct transfer *, int ok, const char *path,
-    int skipped);
+static void transfer_finish(
+    struct transfer *, int ok, const char *path, int skipped);
 
 /* libevent: a socket libcurl watches is ready. */
 static void
@@ -203,8 +203,8 @@ fetch_defer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Create the fetcher and its multi handle. */
 struct fetcher *
-fetcher_create(struct event_base *base, struct writer *writer,
-    const struct config *cfg)
+fetcher_create(
+    struct event_base *base, struct writer *writer, const struct config *cfg)
 {
 	struct fetcher *fe;
 
@@ -220,11 +220,11 @@ fetcher_create(struct event_base *base, struct writer *writer,
 	fe->defer_ev = event_new(base, -1, 0, fetch_defer_cb, fe);
 	curl_multi_setopt(fe->multi, CURLMOPT_SOCKETFUNCTION, fetch_sock_cb);
 	curl_multi_setopt(fe->multi, CURLMOPT_SOCKETDATA, fe);
-	curl_multi_setopt(fe->multi, CURLMOPT_TIMERFUNCTION,
-	    fetch_multi_timer_cb);
+	curl_multi_setopt(
+	    fe->multi, CURLMOPT_TIMERFUNCTION, fetch_multi_timer_cb);
 	curl_multi_setopt(fe->multi, CURLMOPT_TIMERDATA, fe);
-	curl_multi_setopt(fe->multi, CURLMOPT_PIPELINING,
-	    (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(
+	    fe->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	fetcher_reconfigure(fe);
 	return fe;
 }
@@ -236,8 +236,8 @@ fetcher_reconfigure(struct fetcher *fe)
 	curl_multi_setopt(fe->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 	    (long)fe->cfg->max_host_connections);
 	/* Keep enough idle connections around to reuse them all. */
-	curl_multi_setopt(fe->multi, CURLMOPT_MAXCONNECTS,
-	    (long)fe->cfg->max_transfers * 2);
+	curl_multi_setopt(
+	    fe->multi, CURLMOPT_MAXCONNECTS, (long)fe->cfg->max_transfers * 2);
 	fe->idle_max = (size_t)fe->cfg->max_transfers;
 	fe->idle = xreallocarray(fe->idle, fe->idle_max, sizeof *fe->idle);
 	while (fe->nidle > fe->idle_max)
@@ -340,11 +340,13 @@ transfer_finish(struct transfer *t, int ok, const char *path, int skipped)
 			/* A .part stays on disk: the owner resumes or removes it. */
 			res.part = t->part;
 			res.part_size = t->want_offset;
-			res.validator = transfer_validator(t) != NULL ?
-			    transfer_validator(t) : t->validator;
+			res.validator = transfer_validator(t) != NULL
+			    ? transfer_validator(t)
+			    : t->validator;
 		}
 		if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &ra) ==
-		    CURLE_OK && ra > 0)
+			CURLE_OK &&
+		    ra > 0)
 			res.retry_after = (long)ra;
 		t->ops->done(t->arg, &res);
 	}
@@ -412,8 +414,8 @@ transfer_header_cb(char *buf, size_t size, size_t n, void *arg)
 	while (v < buf + len && (*v == ' ' || *v == '\t'))
 		v++;
 	vlen = (size_t)(buf + len - v);
-	while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' ||
-	    v[vlen - 1] == ' '))
+	while (vlen > 0 &&
+	    (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
 		vlen--;
 	free(*field);
 	*field = vlen > 0 && vlen < 1024 ? xstrndup(v, vlen) : NULL;
@@ -433,8 +435,10 @@ transfer_check_status(struct transfer *t)
 	    t->range_start == (long long)t->want_offset)
 		t->offset = t->want_offset;
 	else if (t->status == 206) {
-		transfer_fail(t, 0, "unexpected partial response (Content-Range "
-		    "does not start at %llu)", t->want_offset);
+		transfer_fail(t, 0,
+		    "unexpected partial response (Content-Range "
+		    "does not start at %llu)",
+		    t->want_offset);
 		return -1;
 	} else if (t->status < 200 || t->status >= 300) {
 		transfer_fail(t, 0, "HTTP status %ld", t->status);
@@ -446,16 +450,19 @@ transfer_check_status(struct transfer *t)
 		free(t->part);
 		t->part = NULL;
 	}
-	if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T,
-	    &cl) == CURLE_OK && cl >= 0)
+	if (curl_easy_getinfo(
+		t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+	    cl >= 0)
 		t->size = (long long)t->offset + cl;
 	if (t->offset > 0)
 		return 0;
 	curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &type);
-	if (!image_type_allowed(type, cfg->allowed_types,
-	    cfg->nallowed_types)) {
-		transfer_fail(t, 1, "not an image: Content-Type \"%.100s\" is "
-		    "not in allowed_types", type != NULL ? type : "(none)");
+	if (!image_type_allowed(
+		type, cfg->allowed_types, cfg->nallowed_types)) {
+		transfer_fail(t, 1,
+		    "not an image: Content-Type \"%.100s\" is "
+		    "not in allowed_types",
+		    type != NULL ? type : "(none)");
 		return -1;
 	}
 	return 0;
@@ -478,7 +485,8 @@ transfer_check_head(struct transfer *t)
 	if (image_looks_html(t->head, t->headlen))
 		transfer_fail(t, 1, "not an image: the body is an HTML page");
 	else
-		transfer_fail(t, 1, "not an image: the body starts with no "
+		transfer_fail(t, 1,
+		    "not an image: the body starts with no "
 		    "known image signature");
 	return -1;
 }
@@ -498,8 +506,8 @@ transfer_open_file(struct transfer *t)
 		curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &type);
 		path = t->ops->name(t->arg, url, type, &cause);
 		if (path == NULL) {
-			transfer_fail(t, 1, "%s", cause != NULL ? cause :
-			    "no name");
+			transfer_fail(
+			    t, 1, "%s", cause != NULL ? cause : "no name");
 			free(cause);
 			return -1;
 		}
@@ -577,11 +585,13 @@ transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	if (t->ops == NULL || t->closing || t->error != NULL)
 		return 0;
 	/* Before the file opens, the head is not yet counted in bytes. */
-	if (cfg->max_item_size > 0 && t->offset + t->bytes +
-	    (t->checked ? 0 : t->headlen) + len >
-	    (unsigned long long)cfg->max_item_size) {
-		transfer_fail(t, 1, "body larger than max_item_size (%lld "
-		    "bytes)", cfg->max_item_size);
+	if (cfg->max_item_size > 0 &&
+	    t->offset + t->bytes + (t->checked ? 0 : t->headlen) + len >
+		(unsigned long long)cfg->max_item_size) {
+		transfer_fail(t, 1,
+		    "body larger than max_item_size (%lld "
+		    "bytes)",
+		    cfg->max_item_size);
 		return 0;
 	}
 	if (t->checked)
@@ -656,15 +666,17 @@ transfer_curl_done(struct transfer *t, CURLcode result)
 			/* The kept .part no longer fits the file: start over. */
 			free(t->part);
 			t->part = NULL;
-			transfer_fail(t, 0, "HTTP status 416 to a resume request; "
+			transfer_fail(t, 0,
+			    "HTTP status 416 to a resume request; "
 			    "starting over");
 		} else if (result == CURLE_HTTP_RETURNED_ERROR)
 			transfer_fail(t, !transfer_transient(result, t->status),
 			    "HTTP status %ld", t->status);
 		else
 			transfer_fail(t, !transfer_transient(result, t->status),
-			    "%s", t->errbuf[0] != '\0' ? t->errbuf :
-			    curl_easy_strerror(result));
+			    "%s",
+			    t->errbuf[0] != '\0' ? t->errbuf
+						 : curl_easy_strerror(result));
 	} else if (!t->checked) {
 		/* A body shorter than the sniffed head, or none at all. */
 		if (transfer_check_once(t) == 0)
@@ -730,7 +742,8 @@ transfer_file_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		free(t->path);
 		t->path = xstrdup(wfile_path(f));
 		if (t->ops->prepared != NULL)
-			t->ops->prepared(t->arg, t, wfile_path(f), wfile_part(f));
+			t->ops->prepared(
+			    t->arg, t, wfile_path(f), wfile_part(f));
 		else
 			wfile_rename(f);
 		break;
@@ -752,8 +765,8 @@ transfer_file_cb(struct wfile *f, enum wfile_event ev, void *arg)
 			free(t->part);
 			t->part = NULL;
 		}
-		transfer_finish(t, ok, ok ? wfile_path(f) : NULL,
-		    wfile_skipped(f));
+		transfer_finish(
+		    t, ok, ok ? wfile_path(f) : NULL, wfile_skipped(f));
 		break;
 	}
 }
@@ -807,23 +820,23 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(t->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION,
-	    cfg->max_redirects > 0 ? 1L : 0L);
+	curl_easy_setopt(
+	    t->easy, CURLOPT_FOLLOWLOCATION, cfg->max_redirects > 0 ? 1L : 0L);
 	curl_easy_setopt(t->easy, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
 	curl_easy_setopt(t->easy, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout);
 	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT, cfg->timeout);
 	if (cfg->stall_time > 0) {
-		curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_LIMIT,
-		    cfg->stall_speed);
-		curl_easy_setopt(t->easy, CURLOPT_LOW_SPEED_TIME,
-		    cfg->stall_time);
+		curl_easy_setopt(
+		    t->easy, CURLOPT_LOW_SPEED_LIMIT, cfg->stall_speed);
+		curl_easy_setopt(
+		    t->easy, CURLOPT_LOW_SPEED_TIME, cfg->stall_time);
 	}
 	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, cfg->user_agent);
 	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
 	curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, cfg->buffer_size);
-	curl_easy_setopt(t->easy, CURLOPT_HTTP_VERSION,
-	    (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(
+	    t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	/*
 	 * Over https, wait for a connection that may multiplex (HTTP/2)
 	 * rather than open another; over plain http there is no HTTP/2 to

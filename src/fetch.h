@@ -12,25 +12,25 @@ struct transfer;
 
 struct fetch_request {
 	const char *url;
-	char *const *headers;      /* extra "Name: value" */
+	char *const *headers; /* extra "Name: value" */
 	size_t nheaders;
-	const char *path;          /* final path from an earlier attempt */
-	const char *part;          /* its .part, to resume, or NULL */
+	const char *path; /* final path from an earlier attempt */
+	const char *part; /* its .part, to resume, or NULL */
 	unsigned long long offset; /* bytes in the .part */
-	const char *validator;     /* ETag or Last-Modified, for If-Range */
+	const char *validator; /* ETag or Last-Modified, for If-Range */
 };
 
 struct fetch_result {
-	int ok;                /* the file is in place (or skipped) */
-	int retryable;         /* a transient failure: worth another try */
-	long retry_after;      /* seconds the server asked for, or -1 */
-	long http_status;      /* last status seen, 0 if none */
-	const char *error;     /* when !ok */
-	const char *path;      /* final relative path, when known */
-	int skipped;           /* an existing file was kept */
-	unsigned long long bytes;   /* bytes of the body so far (a resumed
+	int ok; /* the file is in place (or skipped) */
+	int retryable; /* a transient failure: worth another try */
+	long retry_after; /* seconds the server asked for, or -1 */
+	long http_status; /* last status seen, 0 if none */
+	const char *error; /* when !ok */
+	const char *path; /* final relative path, when known */
+	int skipped; /* an existing file was kept */
+	unsigned long long bytes; /* bytes of the body so far (a resumed
 	                               .part's included) */
-	const char *part;      /* when !ok: a kept .part to resume, or NULL */
+	const char *part; /* when !ok: a kept .part to resume, or NULL */
 	unsigned long long part_size;
 	const char *validator; /* for If-Range with that .part */
 };
@@ -40,14 +40,14 @@ struct transfer_ops {
 	 * Name the file once the response is known to be an image. Returns a
 	 * new relative path, or NULL with *cause set to fail the transfer.
 	 */
-	char *(*name)(void *arg, const char *url, const char *content_type,
-	    char **cause);
+	char *(*name)(
+	    void *arg, const char *url, const char *content_type, char **cause);
 	/*
 	 * The body is on disk as path's .part and path is its final name;
 	 * the owner records that, then calls fetch_commit. May be NULL.
 	 */
-	void (*prepared)(void *arg, struct transfer *, const char *path,
-	    const char *part);
+	void (*prepared)(
+	    void *arg, struct transfer *, const char *path, const char *part);
 	/* The transfer has ended; its file is in place, kept or removed. */
 	void (*done)(void *arg, const struct fetch_result *);
 	/*
@@ -64,8 +64,8 @@ struct transfer_ops {
 	    const char *validator, long long size);
 };
 
-struct fetcher *fetcher_create(struct event_base *, struct writer *,
-    const struct config *);
+struct fetcher *fetcher_create(
+    struct event_base *, struct writer *, const struct config *);
 /* Apply changed caps from the config (after a reload). */
 void fetcher_reconfigure(struct fetcher *);
 /* Free; every transfer must be gone. */

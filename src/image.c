@@ -16,7 +16,8 @@ image_type_match(const char *type, size_t len, const char *pattern)
 	size_t plen = strlen(pattern);
 
 	if (plen >= 2 && strcmp(pattern + plen - 2, "/*") == 0)
-		return len > plen - 1 && strncasecmp(type, pattern, plen - 1) == 0;
+		return len > plen - 1 &&
+		    strncasecmp(type, pattern, plen - 1) == 0;
 	if (strcmp(pattern, "*") == 0 || strcmp(pattern, "*/*") == 0)
 		return 1;
 	return len == plen && strncasecmp(type, pattern, len) == 0;
@@ -24,8 +25,8 @@ image_type_match(const char *type, size_t len, const char *pattern)
 
 /* Whether the Content-Type is allowed. */
 int
-image_type_allowed(const char *content_type, char *const *patterns,
-    size_t npatterns)
+image_type_allowed(
+    const char *content_type, char *const *patterns, size_t npatterns)
 {
 	size_t i, len;
 
@@ -43,8 +44,8 @@ image_type_allowed(const char *content_type, char *const *patterns,
 
 /* Whether head starts with sig. */
 static int
-image_starts(const unsigned char *head, size_t len, const void *sig,
-    size_t siglen)
+image_starts(
+    const unsigned char *head, size_t len, const void *sig, size_t siglen)
 {
 	return len >= siglen && memcmp(head, sig, siglen) == 0;
 }
@@ -67,7 +68,7 @@ const char *
 image_sniff(const unsigned char *head, size_t len, int allow_svg)
 {
 	static const char *const heif_brands[] = { "avif", "avis", "heic",
-	    "heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1" };
+		"heix", "hevc", "hevx", "heim", "heis", "mif1", "msf1" };
 	size_t i;
 
 	if (image_starts(head, len, "\x89PNG\r\n\x1a\n", 8))
@@ -109,7 +110,8 @@ image_looks_html(const unsigned char *head, size_t len)
 {
 	size_t i = image_skip_space(head, len);
 
-	return (len - i >= 5 && strncasecmp((const char *)head + i, "<html", 5)
-	    == 0) || (len - i >= 9 && strncasecmp((const char *)head + i,
-	    "<!doctype", 9) == 0);
+	return (len - i >= 5 &&
+		   strncasecmp((const char *)head + i, "<html", 5) == 0) ||
+	    (len - i >= 9 &&
+		strncasecmp((const char *)head + i, "<!doctype", 9) == 0);
 }

@@ -12,8 +12,8 @@
  * type like "image/png", or a type with a star for any subtype. Matching
  * ignores case and parameters.
  */
-int image_type_allowed(const char *content_type, char *const *patterns,
-    size_t npatterns);
+int image_type_allowed(
+    const char *content_type, char *const *patterns, size_t npatterns);
 
 /*
  * The format whose signature the body starts with ("png", "jpeg", ...), or

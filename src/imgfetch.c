@@ -27,7 +27,7 @@
 
 #include "defs.h"
 
-#define nitems(a) (sizeof (a) / sizeof (a)[0])
+#define nitems(a) (sizeof(a) / sizeof(a)[0])
 
 #define EXIT_DONE 0
 #define EXIT_FAILED 1
@@ -97,27 +97,27 @@ struct watch {
 	struct client *client;
 	long long id;
 
-	int quiet;        /* --json: show nothing until the end */
-	FILE *bar;        /* terminal the bar is drawn on, or NULL */
-	int bar_shown;    /* the bar is on screen now */
+	int quiet; /* --json: show nothing until the end */
+	FILE *bar; /* terminal the bar is drawn on, or NULL */
+	int bar_shown; /* the bar is on screen now */
 	char drawn[1024]; /* the bar as last drawn */
-	int lines;        /* plain progress lines on stdout */
-	int ended_lines;  /* a line for every item that ends, not just failed */
+	int lines; /* plain progress lines on stdout */
+	int ended_lines; /* a line for every item that ends, not just failed */
 
-	long status;      /* HTTP status of the stream */
-	struct buf line;  /* partial events line */
+	long status; /* HTTP status of the stream */
+	struct buf line; /* partial events line */
 	struct buf error; /* body of an error reply */
 
-	int snapshot;     /* a snapshot has arrived */
-	int events;       /* events taken from the current stream */
-	json_t *final;    /* the job as it ended */
+	int snapshot; /* a snapshot has arrived */
+	int events; /* events taken from the current stream */
+	json_t *final; /* the job as it ended */
 	double final_at;
 
 	long long total;
 	long long done;
 	long long failed;
 	long long bytes;
-	double partial;   /* fractions of active items */
+	double partial; /* fractions of active items */
 
 	unsigned char *seen; /* items whose end was reported */
 	size_t nseen;
@@ -415,8 +415,8 @@ client_setup(struct client *c, const char *method, const char *path)
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT);
-	curl_easy_setopt(c->curl, CURLOPT_USERAGENT,
-	    "imgfetch/" IMGFETCHD_VERSION);
+	curl_easy_setopt(
+	    c->curl, CURLOPT_USERAGENT, "imgfetch/" IMGFETCHD_VERSION);
 	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
 		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 }
@@ -497,8 +497,8 @@ client_request(struct client *c, const char *method, const char *path,
 			warnx("cannot encode the request");
 			goto fail;
 		}
-		h = curl_slist_append(headers,
-		    "Content-Type: application/json");
+		h = curl_slist_append(
+		    headers, "Content-Type: application/json");
 		if (h == NULL)
 			goto nomem;
 		headers = h;
@@ -540,8 +540,8 @@ fail:
  * reporting any other outcome.
  */
 static json_t *
-client_call(struct client *c, const char *method, const char *path,
-    json_t *body)
+client_call(
+    struct client *c, const char *method, const char *path, json_t *body)
 {
 	json_t *reply;
 	long status;
@@ -680,8 +680,8 @@ watch_draw(struct watch *w, int force)
 	human_bytes(rate, sizeof rate, watch_rate(w, now));
 	n = snprintf(text, sizeof text, " %lld/%lld done", w->done, w->total);
 	if (w->failed != 0)
-		n += snprintf(text + n, sizeof text - n, ", %lld failed",
-		    w->failed);
+		n += snprintf(
+		    text + n, sizeof text - n, ", %lld failed", w->failed);
 	snprintf(text + n, sizeof text - n, "  %s  %s/s", bytes, rate);
 
 	frac = 1;
@@ -708,8 +708,8 @@ watch_draw(struct watch *w, int force)
 		for (i = 0; i < barw; i++)
 			line[n++] = i < fill ? '#' : '-';
 		line[n++] = ']';
-		n += snprintf(line + n, sizeof line - n, " %3d%%",
-		    (int)(frac * 100));
+		n += snprintf(
+		    line + n, sizeof line - n, " %3d%%", (int)(frac * 100));
 	}
 	snprintf(line + n, sizeof line - n, "%s", text);
 	if ((int)strlen(line) > width - 1)
@@ -814,8 +814,8 @@ watch_ended(struct watch *w, json_t *item)
 		return;
 	else if (strcmp(state, "done") == 0) {
 		watch_clear(w);
-		printf("done %lld %s\n", n,
-		    text_clean(path != NULL ? path : url));
+		printf(
+		    "done %lld %s\n", n, text_clean(path != NULL ? path : url));
 	} else {
 		watch_clear(w);
 		printf("cancelled %lld %s\n", n, text_clean(url));
@@ -880,8 +880,9 @@ watch_progress(struct watch *w, json_t *ev)
 			bytes = field_int(item, "bytes", 0);
 			size = field_int(item, "size", 0);
 			if (size > 0 && bytes > 0)
-				w->partial += bytes >= size ? 1 :
-				    (double)bytes / (double)size;
+				w->partial += bytes >= size
+				    ? 1
+				    : (double)bytes / (double)size;
 		}
 	}
 	watch_sample(w, time_now());
@@ -937,8 +938,8 @@ watch_write(char *p, size_t size, size_t n, void *arg)
 
 	n *= size;
 	if (w->status == 0)
-		curl_easy_getinfo(w->client->curl, CURLINFO_RESPONSE_CODE,
-		    &w->status);
+		curl_easy_getinfo(
+		    w->client->curl, CURLINFO_RESPONSE_CODE, &w->status);
 	if (w->status < 200 || w->status > 299) {
 		if (buf_add(&w->error, p, n, REPLY_MAX_BYTES) != 0)
 			return 0;
@@ -958,8 +959,8 @@ watch_write(char *p, size_t size, size_t n, void *arg)
 
 /* Called by libcurl while the stream is open: redraw and check for stop. */
 static int
-watch_tick(void *arg, curl_off_t dltotal, curl_off_t dlnow,
-    curl_off_t ultotal, curl_off_t ulnow)
+watch_tick(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+    curl_off_t ulnow)
 {
 	struct watch *w = arg;
 
@@ -1140,8 +1141,9 @@ add_read(struct strings *urls, const char *file)
 	while ((len = getline(&line, &size, f)) != -1) {
 		p = line;
 		end = line + len;
-		while (end > p && (end[-1] == '\n' || end[-1] == '\r' ||
-		    end[-1] == ' ' || end[-1] == '\t'))
+		while (end > p &&
+		    (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' ||
+			end[-1] == '\t'))
 			end--;
 		*end = '\0';
 		while (*p == ' ' || *p == '\t')
@@ -1280,11 +1282,11 @@ status_item(json_t *item, int width)
 	if (want >= 0 && want != got) {
 		human_bytes(size, sizeof size, (double)want);
 		snprintf(text, sizeof text, "%s of %s", bytes, size);
-		printf("  %*lld  %-9s  %-20s", width, n, text_clean(state),
-		    text);
+		printf(
+		    "  %*lld  %-9s  %-20s", width, n, text_clean(state), text);
 	} else
-		printf("  %*lld  %-9s  %-10s", width, n, text_clean(state),
-		    bytes);
+		printf(
+		    "  %*lld  %-9s  %-10s", width, n, text_clean(state), bytes);
 	if (path != NULL)
 		printf("  %s", text_clean(path));
 	else
@@ -1372,7 +1374,8 @@ status_daemon(json_t *st)
 	printf("bytes: %s\n", buf);
 	if ((limits = field_object(st, "limits")) != NULL) {
 		printf("limits:\n");
-		json_object_foreach(limits, key, v) {
+		json_object_foreach(limits, key, v)
+		{
 			printf("  %s: ", text_clean(key));
 			status_value(v);
 			putchar('\n');
@@ -1437,8 +1440,8 @@ cmd_ls(struct client *c, const char *state)
 		job = json_array_get(jobs, i);
 		if (!json_is_integer(field_get(job, "id")))
 			continue;
-		human_bytes(bytes, sizeof bytes,
-		    (double)field_int(job, "bytes", 0));
+		human_bytes(
+		    bytes, sizeof bytes, (double)field_int(job, "bytes", 0));
 		snprintf(counts, sizeof counts, "%lld/%lld/%lld",
 		    field_int(job, "done", 0), field_int(job, "failed", 0),
 		    field_int(job, "total", 0));
@@ -1493,7 +1496,8 @@ static void
 help(void)
 {
 	usage(stdout);
-	printf("\n"
+	printf(
+	    "\n"
 	    "Commands:\n"
 	    "  add       queue a job of URLs (arguments and/or -f files)\n"
 	    "  status    show the daemon's status, or a job and its items\n"
@@ -1557,8 +1561,8 @@ header_check(const char *h)
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "dir", required_argument, NULL, 'd' },
+	static const struct option longopts[] = { { "dir", required_argument,
+						      NULL, 'd' },
 		{ "file", required_argument, NULL, 'f' },
 		{ "header", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
@@ -1567,9 +1571,7 @@ main(int argc, char **argv)
 		{ "socket", required_argument, NULL, 's' },
 		{ "state", required_argument, NULL, OPT_STATE },
 		{ "version", no_argument, NULL, 'V' },
-		{ "wait", no_argument, NULL, 'w' },
-		{ NULL, 0, NULL, 0 }
-	};
+		{ "wait", no_argument, NULL, 'w' }, { NULL, 0, NULL, 0 } };
 	struct strings urls, files, headers;
 	struct client client;
 	const char *cmd, *dir = NULL, *name = NULL, *state = NULL;
@@ -1585,8 +1587,8 @@ main(int argc, char **argv)
 	memset(&client, 0, sizeof client);
 
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, ":d:f:H:hjn:s:Vw", longopts,
-	    NULL)) != -1) {
+	while ((ch = getopt_long(
+		    argc, argv, ":d:f:H:hjn:s:Vw", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
 			dir = optarg;
@@ -1599,7 +1601,8 @@ main(int argc, char **argv)
 		case 'H':
 			if (!header_check(optarg)) {
 				warnx("--header: expected 'Name: value', "
-				    "not \"%s\"", optarg);
+				      "not \"%s\"",
+				    optarg);
 				goto usage;
 			}
 			strings_add(&headers, optarg);

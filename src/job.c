@@ -26,15 +26,27 @@
 #include "writer.h"
 #include "xmalloc.h"
 
-enum item_state { ITEM_QUEUED, ITEM_ACTIVE, ITEM_DONE, ITEM_FAILED,
-    ITEM_CANCELLED, ITEM_NSTATES };
+enum item_state {
+	ITEM_QUEUED,
+	ITEM_ACTIVE,
+	ITEM_DONE,
+	ITEM_FAILED,
+	ITEM_CANCELLED,
+	ITEM_NSTATES
+};
 static const char *const item_state_names[] = { "queued", "active", "done",
-    "failed", "cancelled" };
+	"failed", "cancelled" };
 
-enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE, JOB_FAILED,
-    JOB_CANCELLED, JOB_NSTATES };
+enum job_state {
+	JOB_QUEUED,
+	JOB_RUNNING,
+	JOB_DONE,
+	JOB_FAILED,
+	JOB_CANCELLED,
+	JOB_NSTATES
+};
 static const char *const job_state_names[] = { "queued", "running", "done",
-    "failed", "cancelled" };
+	"failed", "cancelled" };
 
 /* Seconds between prunes of old finished jobs. */
 #define PRUNE_INTERVAL 3600
@@ -44,23 +56,23 @@ struct item {
 	unsigned long n;
 	char *url;
 	enum item_state state;
-	char *path;        /* final path, once chosen */
-	char *part;        /* a .part kept for a resume */
+	char *path; /* final path, once chosen */
+	char *part; /* a .part kept for a resume */
 	unsigned long long part_size;
-	char *validator;   /* for If-Range with that .part */
+	char *validator; /* for If-Range with that .part */
 	char *error;
 	long http_status;
 	unsigned long long bytes;
 	long long size;
 	int attempts;
 	int skipped;
-	int runnable;      /* on the job's run queue */
-	int transferring;  /* holds a transfer slot */
-	int committing;    /* restart: its body was complete in the .part */
+	int runnable; /* on the job's run queue */
+	int transferring; /* holds a transfer slot */
+	int committing; /* restart: its body was complete in the .part */
 	int probing_final; /* restart: looking for its final file */
 	struct transfer *transfer;
-	struct wfile *probe;     /* restart: looking at a kept file */
-	struct event *retry_ev;  /* waiting for a retry */
+	struct wfile *probe; /* restart: looking at a kept file */
+	struct event *retry_ev; /* waiting for a retry */
 	time_t retry_at;
 	TAILQ_ENTRY(item) run_entry;
 };
@@ -90,7 +102,7 @@ struct job {
 	size_t count[ITEM_NSTATES];
 	unsigned long long bytes_done;
 	unsigned long long progress_bytes; /* in the last progress event */
-	int stored;         /* accepted by the store: may run */
+	int stored; /* accepted by the store: may run */
 	int cancel_requested;
 	int in_ring;
 	jobs_accept_cb accept_cb;
@@ -106,12 +118,12 @@ struct jobs {
 	struct writer *writer;
 	struct store *store;
 	const struct config *cfg;
-	struct job **all;   /* by id - 1; NULL once pruned */
+	struct job **all; /* by id - 1; NULL once pruned */
 	size_t njobs;
 	size_t nlive;
 	struct job_ring ring;
 	size_t count[ITEM_NSTATES];
-	size_t transfers;   /* items holding a transfer slot */
+	size_t transfers; /* items holding a transfer slot */
 	unsigned long long bytes;
 	struct event *tick;
 	struct event *prune_ev;
@@ -170,22 +182,20 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 			it = &j->items[i];
 			if (it->transfer == NULL)
 				continue;
-			p = json_pack("{sIsI}", "n", (json_int_t)it->n,
-			    "bytes", (json_int_t)transfer_bytes(it->transfer));
+			p = json_pack("{sIsI}", "n", (json_int_t)it->n, "bytes",
+			    (json_int_t)transfer_bytes(it->transfer));
 			if (transfer_size(it->transfer) >= 0)
 				json_object_set_new(p, "size",
 				    json_integer(transfer_size(it->transfer)));
 			json_array_append_new(list, p);
 		}
-		ev = json_pack("{sssIsIsIsIsIso}", "event", "progress",
-		    "job", (json_int_t)j->id,
-		    "bytes", (json_int_t)bytes,
-		    "done", (json_int_t)j->count[ITEM_DONE],
-		    "failed", (json_int_t)j->count[ITEM_FAILED],
-		    "total", (json_int_t)j->nitems,
-		    "items", list);
+		ev = json_pack("{sssIsIsIsIsIso}", "event", "progress", "job",
+		    (json_int_t)j->id, "bytes", (json_int_t)bytes, "done",
+		    (json_int_t)j->count[ITEM_DONE], "failed",
+		    (json_int_t)j->count[ITEM_FAILED], "total",
+		    (json_int_t)j->nitems, "items", list);
 		TAILQ_FOREACH_SAFE(w, &j->watches, entry, tmp)
-			w->cb(w->arg, ev, 0);
+		w->cb(w->arg, ev, 0);
 		json_decref(ev);
 	}
 }
@@ -327,7 +337,8 @@ item_json(struct item *it)
 	o = json_object();
 	json_object_set_new(o, "n", json_integer((json_int_t)it->n));
 	json_object_set_new(o, "url", json_string(it->url));
-	json_object_set_new(o, "state", json_string(item_state_names[it->state]));
+	json_object_set_new(
+	    o, "state", json_string(item_state_names[it->state]));
 	if (it->path != NULL && it->state != ITEM_CANCELLED &&
 	    it->state != ITEM_FAILED)
 		json_object_set_new(o, "path", json_string(it->path));
@@ -335,8 +346,8 @@ item_json(struct item *it)
 	if (size >= 0)
 		json_object_set_new(o, "size", json_integer(size));
 	if (it->http_status != 0)
-		json_object_set_new(o, "http_status",
-		    json_integer(it->http_status));
+		json_object_set_new(
+		    o, "http_status", json_integer(it->http_status));
 	json_object_set_new(o, "attempts", json_integer(it->attempts));
 	if (it->retry_ev != NULL && it->state == ITEM_QUEUED) {
 		char at[32];
@@ -369,20 +380,21 @@ job_json(struct job *j, int with_items)
 	json_object_set_new(o, "state", json_string(job_state_names[j->state]));
 	json_object_set_new(o, "created", json_string(created));
 	json_object_set_new(o, "total", json_integer((json_int_t)j->nitems));
-	json_object_set_new(o, "queued",
-	    json_integer((json_int_t)j->count[ITEM_QUEUED]));
-	json_object_set_new(o, "active",
-	    json_integer((json_int_t)j->count[ITEM_ACTIVE]));
-	json_object_set_new(o, "done",
-	    json_integer((json_int_t)j->count[ITEM_DONE]));
-	json_object_set_new(o, "failed",
-	    json_integer((json_int_t)j->count[ITEM_FAILED]));
-	json_object_set_new(o, "cancelled",
-	    json_integer((json_int_t)j->count[ITEM_CANCELLED]));
+	json_object_set_new(
+	    o, "queued", json_integer((json_int_t)j->count[ITEM_QUEUED]));
+	json_object_set_new(
+	    o, "active", json_integer((json_int_t)j->count[ITEM_ACTIVE]));
+	json_object_set_new(
+	    o, "done", json_integer((json_int_t)j->count[ITEM_DONE]));
+	json_object_set_new(
+	    o, "failed", json_integer((json_int_t)j->count[ITEM_FAILED]));
+	json_object_set_new(
+	    o, "cancelled", json_integer((json_int_t)j->count[ITEM_CANCELLED]));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)job_bytes(j)));
-	json_object_set_new(o, "dir", json_string(j->dir != NULL ? j->dir : ""));
-	json_object_set_new(o, "name", json_string(j->name != NULL ? j->name :
-	    DEFAULT_NAME_TEMPLATE));
+	json_object_set_new(
+	    o, "dir", json_string(j->dir != NULL ? j->dir : ""));
+	json_object_set_new(o, "name",
+	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
 	if (with_items) {
 		items = json_array();
 		for (i = 0; i < j->nitems; i++)
@@ -444,7 +456,8 @@ job_emit(struct job *j, json_t *ev, int last)
 {
 	struct job_watch *w, *tmp;
 
-	TAILQ_FOREACH_SAFE(w, &j->watches, entry, tmp) {
+	TAILQ_FOREACH_SAFE(w, &j->watches, entry, tmp)
+	{
 		if (last) {
 			TAILQ_REMOVE(&j->watches, w, entry);
 			j->jobs->nwatches--;
@@ -547,8 +560,8 @@ item_name(void *arg, const char *url, const char *content_type, char **cause)
 	vars.job = j->id;
 	vars.n = it->n;
 	vars.now = time(NULL);
-	path = path_expand(j->dir, j->name != NULL ? j->name :
-	    DEFAULT_NAME_TEMPLATE, &vars, cause);
+	path = path_expand(j->dir,
+	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE, &vars, cause);
 	if (path != NULL) {
 		free(it->path);
 		it->path = xstrdup(path);
@@ -568,8 +581,7 @@ item_prepared_stored(void *arg, int ok)
 
 /* The item's body is complete as part, to be renamed to path. */
 static void
-item_prepared(void *arg, struct transfer *t, const char *path,
-    const char *part)
+item_prepared(void *arg, struct transfer *t, const char *path, const char *part)
 {
 	struct item *it = arg;
 	struct store_item si;
@@ -588,8 +600,8 @@ item_prepared(void *arg, struct transfer *t, const char *path,
 	si.part = part;
 	si.attempts = it->attempts;
 	si.bytes = transfer_bytes(t);
-	store_update_item(it->job->jobs->store, it->job->id, &si,
-	    item_prepared_stored, t);
+	store_update_item(
+	    it->job->jobs->store, it->job->id, &si, item_prepared_stored, t);
 }
 
 /* Retry timer: the item may run again. */
@@ -668,11 +680,11 @@ item_done(void *arg, const struct fetch_result *res)
 			it->part = xstrdup(res->part);
 		}
 		free(it->validator);
-		it->validator = res->validator != NULL ?
-		    xstrdup(res->validator) : NULL;
+		it->validator =
+		    res->validator != NULL ? xstrdup(res->validator) : NULL;
 		it->part_size = res->part_size;
-		if (res->path != NULL && (it->path == NULL ||
-		    strcmp(it->path, res->path) != 0)) {
+		if (res->path != NULL &&
+		    (it->path == NULL || strcmp(it->path, res->path) != 0)) {
 			free(it->path);
 			it->path = xstrdup(res->path);
 		}
@@ -760,7 +772,7 @@ item_opened(void *arg, const char *path, const char *part,
 }
 
 static const struct transfer_ops item_ops = { item_name, item_prepared,
-    item_done, item_released, item_opened };
+	item_done, item_released, item_opened };
 
 /* Start one runnable item. */
 static void
@@ -810,8 +822,8 @@ jobs_pump(struct jobs *js)
 	 */
 	while (!js->stopping &&
 	    js->transfers < (size_t)js->cfg->max_transfers &&
-	    js->count[ITEM_ACTIVE] < (size_t)js->cfg->max_transfers *
-	    FINISHING_FACTOR &&
+	    js->count[ITEM_ACTIVE] <
+		(size_t)js->cfg->max_transfers * FINISHING_FACTOR &&
 	    writer_backlog(js->writer) < WRITER_BACKLOG_BYTES &&
 	    (j = TAILQ_FIRST(&js->ring)) != NULL) {
 		TAILQ_REMOVE(&js->ring, j, ring_entry);
@@ -849,8 +861,8 @@ job_new(struct jobs *js, unsigned long long id, size_t nitems)
 	}
 	if (id > js->njobs) {
 		js->all = xreallocarray(js->all, id, sizeof *js->all);
-		memset(js->all + js->njobs, 0,
-		    (id - js->njobs) * sizeof *js->all);
+		memset(
+		    js->all + js->njobs, 0, (id - js->njobs) * sizeof *js->all);
 		js->njobs = id;
 	}
 	js->all[id - 1] = j;
@@ -887,8 +899,8 @@ job_accept_later_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Accept a new job. */
 struct job *
-jobs_submit(struct jobs *js, struct job_request *req, int *status,
-    char **cause, jobs_accept_cb cb, void *arg)
+jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
+    jobs_accept_cb cb, void *arg)
 {
 	struct store_item *sitems;
 	struct store_job sj;
@@ -903,9 +915,10 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status,
 	}
 	if (pending + req->nurls > (size_t)js->cfg->queue_limit) {
 		*status = 503;
-		xasprintf(cause, "queue full: %zu items pending, %zu more would "
-		    "pass queue_limit %d", pending, req->nurls,
-		    js->cfg->queue_limit);
+		xasprintf(cause,
+		    "queue full: %zu items pending, %zu more would "
+		    "pass queue_limit %d",
+		    pending, req->nurls, js->cfg->queue_limit);
 		return NULL;
 	}
 	j = job_new(js, js->njobs + 1, req->nurls);
@@ -930,8 +943,8 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status,
 	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE);
 
 	if (js->store == NULL) {
-		event_base_once(js->base, -1, EV_TIMEOUT, job_accept_later_cb,
-		    j, NULL);
+		event_base_once(
+		    js->base, -1, EV_TIMEOUT, job_accept_later_cb, j, NULL);
 		return j;
 	}
 	/* Durable before the reply: the job runs once the store has it. */
@@ -998,7 +1011,8 @@ item_commit_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		return;
 	}
 	log_warnx("job %llu item %lu: completing after a restart failed: %s;"
-	    " fetching again", j->id, it->n, wfile_error(f));
+		  " fetching again",
+	    j->id, it->n, wfile_error(f));
 	it->part_size = 0;
 	item_make_runnable(it);
 	jobs_pump(j->jobs);
@@ -1016,8 +1030,8 @@ item_finish_commit(struct item *it)
 	spec.offset = it->part_size;
 	spec.policy = it->job->jobs->cfg->on_exists;
 	spec.do_fsync = it->job->jobs->cfg->fsync;
-	it->probe = wfile_open(it->job->jobs->writer, &spec, item_commit_cb,
-	    it);
+	it->probe =
+	    wfile_open(it->job->jobs->writer, &spec, item_commit_cb, it);
 	if (it->probe == NULL) {
 		item_make_runnable(it);
 		return;
@@ -1069,8 +1083,8 @@ item_probe_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		if (it->committing && it->path != NULL) {
 			/* No .part: was it renamed before the crash? */
 			it->probing_final = 1;
-			it->probe = wfile_probe(j->jobs->writer, it->path,
-			    item_probe_cb, it);
+			it->probe = wfile_probe(
+			    j->jobs->writer, it->path, item_probe_cb, it);
 			return;
 		}
 	}
@@ -1106,8 +1120,8 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 		it->url = xstrdup(si->url != NULL ? si->url : "");
 		it->path = si->path != NULL ? xstrdup(si->path) : NULL;
 		it->part = si->part != NULL ? xstrdup(si->part) : NULL;
-		it->validator = si->validator != NULL ?
-		    xstrdup(si->validator) : NULL;
+		it->validator =
+		    si->validator != NULL ? xstrdup(si->validator) : NULL;
 		it->error = si->error != NULL ? xstrdup(si->error) : NULL;
 		it->http_status = si->http_status;
 		it->bytes = si->bytes;
@@ -1134,15 +1148,15 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 		js->count[it->state]++;
 		if (it->state != ITEM_QUEUED)
 			continue;
-		it->committing = si->state == STORE_ITEM_COMMITTING &&
-		    it->path != NULL;
+		it->committing =
+		    si->state == STORE_ITEM_COMMITTING && it->path != NULL;
 		if (it->part != NULL)
-			it->probe = wfile_probe(js->writer, it->part,
-			    item_probe_cb, it);
+			it->probe = wfile_probe(
+			    js->writer, it->part, item_probe_cb, it);
 		else if (it->committing) {
 			it->probing_final = 1;
-			it->probe = wfile_probe(js->writer, it->path,
-			    item_probe_cb, it);
+			it->probe = wfile_probe(
+			    js->writer, it->path, item_probe_cb, it);
 		} else
 			item_make_runnable(it);
 	}
@@ -1167,8 +1181,8 @@ jobs_restore(struct jobs *js)
 	struct timeval now = { 0, 0 };
 	size_t pending;
 
-	if (js->store != NULL && store_load(js->store, jobs_restore_job, js) ==
-	    -1)
+	if (js->store != NULL &&
+	    store_load(js->store, jobs_restore_job, js) == -1)
 		return -1;
 	pending = js->count[ITEM_QUEUED];
 	if (js->njobs > 0)
@@ -1223,8 +1237,8 @@ jobs_list_json(struct jobs *js, const char *state)
 	}
 	list = json_array();
 	for (i = js->njobs; i > 0; i--) {
-		if (js->all[i - 1] == NULL || (want != -1 &&
-		    (int)js->all[i - 1]->state != want))
+		if (js->all[i - 1] == NULL ||
+		    (want != -1 && (int)js->all[i - 1]->state != want))
 			continue;
 		json_array_append_new(list, job_json(js->all[i - 1], 0));
 	}
@@ -1238,26 +1252,21 @@ jobs_status_json(struct jobs *js)
 	const struct config *cfg = js->cfg;
 
 	return json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisisi}}",
-	    "version", IMGFETCHD_VERSION,
-	    "uptime", (json_int_t)(time(NULL) - js->started),
-	    "jobs", (json_int_t)js->nlive,
-	    "items",
-	    "queued", (json_int_t)js->count[ITEM_QUEUED],
-	    "active", (json_int_t)js->count[ITEM_ACTIVE],
-	    "done", (json_int_t)js->count[ITEM_DONE],
-	    "failed", (json_int_t)js->count[ITEM_FAILED],
-	    "cancelled", (json_int_t)js->count[ITEM_CANCELLED],
-	    "bytes", (json_int_t)js->bytes,
-	    "limits",
-	    "max_transfers", cfg->max_transfers,
-	    "max_host_connections", cfg->max_host_connections,
-	    "workers", cfg->workers,
-	    "queue_limit", cfg->queue_limit,
-	    "max_item_size", (json_int_t)cfg->max_item_size,
-	    "max_request_body", (json_int_t)cfg->max_request_body,
-	    "timeout", (json_int_t)cfg->timeout,
-	    "connect_timeout", (int)cfg->connect_timeout,
-	    "max_redirects", cfg->max_redirects,
+	    "version", IMGFETCHD_VERSION, "uptime",
+	    (json_int_t)(time(NULL) - js->started), "jobs",
+	    (json_int_t)js->nlive, "items", "queued",
+	    (json_int_t)js->count[ITEM_QUEUED], "active",
+	    (json_int_t)js->count[ITEM_ACTIVE], "done",
+	    (json_int_t)js->count[ITEM_DONE], "failed",
+	    (json_int_t)js->count[ITEM_FAILED], "cancelled",
+	    (json_int_t)js->count[ITEM_CANCELLED], "bytes",
+	    (json_int_t)js->bytes, "limits", "max_transfers",
+	    cfg->max_transfers, "max_host_connections",
+	    cfg->max_host_connections, "workers", cfg->workers, "queue_limit",
+	    cfg->queue_limit, "max_item_size", (json_int_t)cfg->max_item_size,
+	    "max_request_body", (json_int_t)cfg->max_request_body, "timeout",
+	    (json_int_t)cfg->timeout, "connect_timeout",
+	    (int)cfg->connect_timeout, "max_redirects", cfg->max_redirects,
 	    "retries", cfg->retries);
 }
 
@@ -1386,9 +1395,10 @@ jobs_status_line(struct jobs *js)
 {
 	static char line[256];
 
-	snprintf(line, sizeof line, "%zu jobs; items: %zu queued, %zu active, "
-	    "%zu done, %zu failed; %llu bytes", js->nlive,
-	    js->count[ITEM_QUEUED], js->count[ITEM_ACTIVE],
+	snprintf(line, sizeof line,
+	    "%zu jobs; items: %zu queued, %zu active, "
+	    "%zu done, %zu failed; %llu bytes",
+	    js->nlive, js->count[ITEM_QUEUED], js->count[ITEM_ACTIVE],
 	    js->count[ITEM_DONE], js->count[ITEM_FAILED], js->bytes);
 	return line;
 }

@@ -15,8 +15,8 @@ struct job;
 struct job_watch;
 
 /* store may be NULL: nothing is kept across restarts then. */
-struct jobs *jobs_create(struct event_base *, struct fetcher *,
-    struct writer *, struct store *, const struct config *);
+struct jobs *jobs_create(struct event_base *, struct fetcher *, struct writer *,
+    struct store *, const struct config *);
 void jobs_destroy(struct jobs *);
 /* Load the jobs kept in the store (start-up, before the loop runs). */
 int jobs_restore(struct jobs *);

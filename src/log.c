@@ -39,8 +39,9 @@ log_init(int level, const char *progname)
 	/* JOURNAL_STREAM names stderr's device and inode when systemd set it. */
 	js = getenv("JOURNAL_STREAM");
 	if (js != NULL && sscanf(js, "%llu:%llu", &dev, &ino) == 2 &&
-	    fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev ==
-	    dev && (unsigned long long)st.st_ino == ino)
+	    fstat(STDERR_FILENO, &st) == 0 &&
+	    (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino)
 		log_journal = 1;
 }
 
@@ -92,8 +93,8 @@ log_vline(int level, int with_errno, const char *fmt, va_list ap)
 	if (level > log_level)
 		return;
 	if (log_journal)
-		n = snprintf(line, sizeof line, "<%d>%s: ", log_priorities[level],
-		    log_names[level]);
+		n = snprintf(line, sizeof line,
+		    "<%d>%s: ", log_priorities[level], log_names[level]);
 	else
 		n = snprintf(line, sizeof line, "%s: %s: ", log_progname,
 		    log_names[level]);
@@ -106,8 +107,8 @@ log_vline(int level, int with_errno, const char *fmt, va_list ap)
 	if (len > sizeof line - 2)
 		len = sizeof line - 2;
 	if (with_errno) {
-		n = snprintf(line + len, sizeof line - len, ": %s",
-		    strerror(saved));
+		n = snprintf(
+		    line + len, sizeof line - len, ": %s", strerror(saved));
 		if (n > 0)
 			len += (size_t)n;
 		if (len > sizeof line - 2)

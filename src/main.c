@@ -54,16 +54,16 @@ struct daemon {
 	struct event *stop_ev;
 	struct event *status_ev;
 	int rootfd;
-	int stopping;   /* 1: grace period, 2: draining */
+	int stopping; /* 1: grace period, 2: draining */
 	struct timeval grace_end;
 	struct timeval drain_end;
 };
 
 /* Print usage to f and exit with status. */
-static void __attribute__((noreturn))
-usage(FILE *f, int status)
+static void __attribute__((noreturn)) usage(FILE *f, int status)
 {
-	fprintf(f, "usage: imgfetchd [-hnv] [-c file]\n"
+	fprintf(f,
+	    "usage: imgfetchd [-hnv] [-c file]\n"
 	    "  -c file  configuration file (default: built-in defaults)\n"
 	    "  -h       this help\n"
 	    "  -n       check the configuration and exit\n"
@@ -93,19 +93,21 @@ daemon_stop_cb(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = { 0, SHUTDOWN_POLL_MS * 1000 };
 	struct timeval drain = { SHUTDOWN_DRAIN_SECONDS, 0 }, now;
 
-	if (d->stopping == 1 && (jobs_active(d->jobs) == 0 ||
-	    daemon_passed(d, &d->grace_end))) {
+	if (d->stopping == 1 &&
+	    (jobs_active(d->jobs) == 0 || daemon_passed(d, &d->grace_end))) {
 		if (jobs_active(d->jobs) > 0)
 			log_info("shutdown: grace period over, keeping %zu "
-			    "items resumable", jobs_active(d->jobs));
+				 "items resumable",
+			    jobs_active(d->jobs));
 		jobs_suspend_all(d->jobs);
 		d->stopping = 2;
 		event_base_gettimeofday_cached(d->base, &now);
 		timeradd(&now, &drain, &d->drain_end);
 	}
-	if (d->stopping == 2 && ((fetcher_busy(d->fetcher) == 0 &&
-	    writer_open_files(d->writer) == 0) ||
-	    daemon_passed(d, &d->drain_end))) {
+	if (d->stopping == 2 &&
+	    ((fetcher_busy(d->fetcher) == 0 &&
+		 writer_open_files(d->writer) == 0) ||
+		daemon_passed(d, &d->drain_end))) {
 		if (fetcher_busy(d->fetcher) != 0)
 			log_warnx("shutdown: %zu transfers did not finish",
 			    fetcher_busy(d->fetcher));
@@ -131,7 +133,8 @@ daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 	d->stopping = 1;
 	notify_stopping("stopping");
 	log_info("signal %d: stopping (%zu items active, %zu pending; grace "
-	    "%ld s)", (int)sig, jobs_active(d->jobs), jobs_pending(d->jobs),
+		 "%ld s)",
+	    (int)sig, jobs_active(d->jobs), jobs_pending(d->jobs),
 	    d->cfg.shutdown_grace);
 	api_close(d->api);
 	jobs_stop_intake(d->jobs);
@@ -155,25 +158,27 @@ daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 	notify_reloading();
 	config_init(&new);
 	if (config_load(&new, d->conffile, &cause) == -1) {
-		log_error("SIGHUP: %s; keeping the running configuration",
-		    cause);
+		log_error(
+		    "SIGHUP: %s; keeping the running configuration", cause);
 		free(cause);
 		config_finish(&new);
 		notify_ready(jobs_status_line(d->jobs));
 		return;
 	}
 	/* What is bound at start-up stays; say so rather than pretend. */
-#define KEEP_STRING(f) do {						\
-	if (strcmp(new.f, d->cfg.f) != 0)				\
-		log_warnx("SIGHUP: " #f " changes only on restart");	\
-	free(new.f);							\
-	new.f = xstrdup(d->cfg.f);					\
-} while (0)
-#define KEEP_NUMBER(f) do {						\
-	if (new.f != d->cfg.f)						\
-		log_warnx("SIGHUP: " #f " changes only on restart");	\
-	new.f = d->cfg.f;						\
-} while (0)
+#define KEEP_STRING(f) \
+	do { \
+		if (strcmp(new.f, d->cfg.f) != 0) \
+			log_warnx("SIGHUP: " #f " changes only on restart"); \
+		free(new.f); \
+		new.f = xstrdup(d->cfg.f); \
+	} while (0)
+#define KEEP_NUMBER(f) \
+	do { \
+		if (new.f != d->cfg.f) \
+			log_warnx("SIGHUP: " #f " changes only on restart"); \
+		new.f = d->cfg.f; \
+	} while (0)
 	KEEP_STRING(socket_path);
 	KEEP_STRING(download_dir);
 	KEEP_STRING(state_dir);
@@ -186,8 +191,9 @@ daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 	log_set_level(d->cfg.log_level);
 	jobs_reconfigure(d->jobs);
 	log_info("SIGHUP: configuration reloaded from %s (%d transfers, %d "
-	    "per host, %zu headers)", d->conffile, d->cfg.max_transfers,
-	    d->cfg.max_host_connections, d->cfg.nheaders);
+		 "per host, %zu headers)",
+	    d->conffile, d->cfg.max_transfers, d->cfg.max_host_connections,
+	    d->cfg.nheaders);
 	notify_ready(jobs_status_line(d->jobs));
 }
 
@@ -264,8 +270,8 @@ main(int argc, char **argv)
 
 	log_init(LOG_LEVEL_INFO, "imgfetchd");
 	config_init(&d.cfg);
-	if (d.conffile != NULL && config_load(&d.cfg, d.conffile, &cause) ==
-	    -1) {
+	if (d.conffile != NULL &&
+	    config_load(&d.cfg, d.conffile, &cause) == -1) {
 		fprintf(stderr, "imgfetchd: %s\n", cause);
 		free(cause);
 		config_finish(&d.cfg);
@@ -319,8 +325,9 @@ main(int argc, char **argv)
 	notify_ready(jobs_status_line(d.jobs));
 
 	log_info("imgfetchd %s: downloads in %s, state in %s, %d transfers, "
-	    "%d workers", IMGFETCHD_VERSION, d.cfg.download_dir,
-	    d.cfg.state_dir, d.cfg.max_transfers, d.cfg.workers);
+		 "%d workers",
+	    IMGFETCHD_VERSION, d.cfg.download_dir, d.cfg.state_dir,
+	    d.cfg.max_transfers, d.cfg.workers);
 	event_base_dispatch(d.base);
 	status = 0;
 	log_info("stopped");

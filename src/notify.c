@@ -39,8 +39,8 @@ notify_init(struct event_base *base)
 	usec /= 2;
 	tv.tv_sec = (time_t)(usec / 1000000);
 	tv.tv_usec = (suseconds_t)(usec % 1000000);
-	notify_watchdog_ev = event_new(base, -1, EV_PERSIST, notify_watchdog_cb,
-	    NULL);
+	notify_watchdog_ev =
+	    event_new(base, -1, EV_PERSIST, notify_watchdog_cb, NULL);
 	if (notify_watchdog_ev == NULL)
 		fatalx("notify_init: event_new failed");
 	event_add(notify_watchdog_ev, &tv);
@@ -106,11 +106,13 @@ notify_listen_fd(void)
 	if ((n = sd_listen_fds(1)) <= 0)
 		return -1;
 	for (i = 0; i < n; i++) {
-		if (fd == -1 && sd_is_socket_unix(SD_LISTEN_FDS_START + i,
-		    SOCK_STREAM, 1, NULL, 0) > 0)
+		if (fd == -1 &&
+		    sd_is_socket_unix(
+			SD_LISTEN_FDS_START + i, SOCK_STREAM, 1, NULL, 0) > 0)
 			fd = SD_LISTEN_FDS_START + i;
 		else {
-			log_warnx("systemd: ignoring passed descriptor %d (not a "
+			log_warnx(
+			    "systemd: ignoring passed descriptor %d (not a "
 			    "listening Unix stream socket)",
 			    SD_LISTEN_FDS_START + i);
 			close(SD_LISTEN_FDS_START + i);
@@ -119,11 +121,37 @@ notify_listen_fd(void)
 	return fd;
 }
 #else
-void notify_init(struct event_base *base) { (void)base; }
-void notify_finish(void) { }
-void notify_ready(const char *status) { (void)status; }
-void notify_status(const char *status) { (void)status; }
-void notify_reloading(void) { }
-void notify_stopping(const char *status) { (void)status; }
-int notify_listen_fd(void) { return -1; }
+void
+notify_init(struct event_base *base)
+{
+	(void)base;
+}
+void
+notify_finish(void)
+{
+}
+void
+notify_ready(const char *status)
+{
+	(void)status;
+}
+void
+notify_status(const char *status)
+{
+	(void)status;
+}
+void
+notify_reloading(void)
+{
+}
+void
+notify_stopping(const char *status)
+{
+	(void)status;
+}
+int
+notify_listen_fd(void)
+{
+	return -1;
+}
 #endif

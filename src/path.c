@@ -36,9 +36,8 @@ enum path_field {
 	PATH_NFIELDS
 };
 
-static const char *const path_fields[PATH_NFIELDS] = {
-	"name", "stem", "ext", "host", "job", "n", "date", "time"
-};
+static const char *const path_fields[PATH_NFIELDS] = { "name", "stem", "ext",
+	"host", "job", "n", "date", "time" };
 
 static const struct {
 	const char *type;
@@ -277,8 +276,8 @@ path_check_relative(const char *s, const char *what, char **cause)
 	}
 	len = strlen(s);
 	if (len > RELPATH_MAX_BYTES) {
-		xasprintf(cause, "%s: longer than %d bytes", what,
-		    RELPATH_MAX_BYTES);
+		xasprintf(
+		    cause, "%s: longer than %d bytes", what, RELPATH_MAX_BYTES);
 		return -1;
 	}
 	if (s[0] == '/') {
@@ -291,8 +290,8 @@ path_check_relative(const char *s, const char *what, char **cause)
 			return -1;
 		}
 		if (path_is_control(cp)) {
-			xasprintf(cause, "%s: control character not allowed",
-			    what);
+			xasprintf(
+			    cause, "%s: control character not allowed", what);
 			return -1;
 		}
 		if (cp == '\\') {
@@ -363,7 +362,8 @@ path_walk(const char *tmpl, const char *const *values, struct path_buf *b,
 			continue;
 		}
 		if (s[0] == '}') {
-			xasprintf(cause, "name: unbalanced \"}\" (write \"}}\" "
+			xasprintf(cause,
+			    "name: unbalanced \"}\" (write \"}}\" "
 			    "for a literal brace)");
 			return -1;
 		}
@@ -374,7 +374,8 @@ path_walk(const char *tmpl, const char *const *values, struct path_buf *b,
 		}
 		end = s + 1 + strcspn(s + 1, "{}");
 		if (*end != '}') {
-			xasprintf(cause, "name: unbalanced \"{\" (write \"{{\" "
+			xasprintf(cause,
+			    "name: unbalanced \"{\" (write \"{{\" "
 			    "for a literal brace)");
 			return -1;
 		}
@@ -403,8 +404,8 @@ path_check_template(const char *tmpl, char **cause)
 		return -1;
 	}
 	if (strlen(tmpl) > RELPATH_MAX_BYTES) {
-		xasprintf(cause, "name: longer than %d bytes",
-		    RELPATH_MAX_BYTES);
+		xasprintf(
+		    cause, "name: longer than %d bytes", RELPATH_MAX_BYTES);
 		return -1;
 	}
 	if (path_walk(tmpl, NULL, &b, cause) != 0)
@@ -451,8 +452,8 @@ path_url_free(struct path_url *u)
 
 /* Take a URL apart into sanitized {name}, {stem}, {ext} and {host}. */
 static int
-path_url_parse(const char *url, const char *content_type, struct path_url *u,
-    char **cause)
+path_url_parse(
+    const char *url, const char *content_type, struct path_url *u, char **cause)
 {
 	CURLU *h;
 	char *host = NULL, *path = NULL, *dec = NULL, *name, *p;
@@ -467,8 +468,8 @@ path_url_parse(const char *url, const char *content_type, struct path_url *u,
 	if ((h = curl_url()) == NULL)
 		fatalx("%s: curl_url failed", __func__);
 	/* Accept whatever libcurl may have fetched: this only names it. */
-	if (curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME |
-	    CURLU_ALLOW_SPACE) != CURLUE_OK) {
+	if (curl_url_set(h, CURLUPART_URL, url,
+		CURLU_NON_SUPPORT_SCHEME | CURLU_ALLOW_SPACE) != CURLUE_OK) {
 		xasprintf(cause, "url: cannot parse");
 		goto fail;
 	}
@@ -544,8 +545,7 @@ fail:
  * extension is kept and the cut never splits a UTF-8 sequence.
  */
 static void
-path_add_component(struct path_buf *b, const char *s, size_t len,
-    size_t max)
+path_add_component(struct path_buf *b, const char *s, size_t len, size_t max)
 {
 	size_t keep, dot, extlen = 0;
 
@@ -593,8 +593,8 @@ path_expand(const char *dir, const char *tmpl, const struct path_vars *vars,
 	if (localtime_r(&vars->now, &tm) == NULL ||
 	    strftime(date, sizeof date, "%Y-%m-%d", &tm) == 0 ||
 	    strftime(hms, sizeof hms, "%H%M%S", &tm) == 0) {
-		xasprintf(cause, "time: cannot convert %lld",
-		    (long long)vars->now);
+		xasprintf(
+		    cause, "time: cannot convert %lld", (long long)vars->now);
 		goto fail;
 	}
 	values[PATH_NAME] = u.name;
@@ -619,12 +619,12 @@ path_expand(const char *dir, const char *tmpl, const struct path_vars *vars,
 	for (s = raw.p;; s = slash + 1) {
 		if ((slash = strchr(s, '/')) == NULL) {
 			/* Leave room for a "-N" suffix and ".part". */
-			path_add_component(&out, s, strlen(s),
-			    FILE_NAME_MAX_BYTES);
+			path_add_component(
+			    &out, s, strlen(s), FILE_NAME_MAX_BYTES);
 			break;
 		}
-		path_add_component(&out, s, (size_t)(slash - s),
-		    NAME_MAX_BYTES);
+		path_add_component(
+		    &out, s, (size_t)(slash - s), NAME_MAX_BYTES);
 		path_buf_add(&out, "/", 1);
 	}
 

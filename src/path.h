@@ -18,11 +18,11 @@ int path_check_relative(const char *s, const char *what, char **cause);
 int path_check_template(const char *tmpl, char **cause);
 
 struct path_vars {
-	const char *url;          /* the item's URL (after redirects is fine) */
+	const char *url; /* the item's URL (after redirects is fine) */
 	const char *content_type; /* may be NULL */
-	unsigned long long job;   /* job id */
-	unsigned long n;          /* item index in the job */
-	time_t now;               /* for {date} and {time} */
+	unsigned long long job; /* job id */
+	unsigned long n; /* item index in the job */
+	time_t now; /* for {date} and {time} */
 };
 
 /*
@@ -37,8 +37,8 @@ struct path_vars {
  * {n}, {date} (YYYY-MM-DD), {time} (HHMMSS). A NULL tmpl means
  * DEFAULT_NAME_TEMPLATE. Returns a new string, or NULL with *cause set.
  */
-char *path_expand(const char *dir, const char *tmpl, const struct path_vars *,
-    char **cause);
+char *path_expand(
+    const char *dir, const char *tmpl, const struct path_vars *, char **cause);
 
 /* The usual extension for an image Content-Type ("png"), or NULL. */
 const char *path_ext_for_type(const char *content_type);

@@ -41,8 +41,8 @@ request_check_url(const char *url, char **cause)
 	}
 	for (i = 0; i < len; i++) {
 		if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f) {
-			xasprintf(cause,
-			    "URL contains a space or control character");
+			xasprintf(
+			    cause, "URL contains a space or control character");
 			return -1;
 		}
 	}
@@ -81,8 +81,10 @@ request_check_url(const char *url, char **cause)
 	}
 	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
 		p = path_printable(scheme, strlen(scheme));
-		xasprintf(cause, "unsupported scheme \"%s\" (only http and "
-		    "https)", p);
+		xasprintf(cause,
+		    "unsupported scheme \"%s\" (only http and "
+		    "https)",
+		    p);
 		free(p);
 		goto fail;
 	}
@@ -125,8 +127,8 @@ request_check_header(const char *name, const char *value, char **cause)
 	for (i = 0; i < nlen; i++) {
 		if (!request_is_tchar(name[i])) {
 			p = path_printable(name, nlen);
-			xasprintf(cause, "\"%s\" is not a valid header name",
-			    p);
+			xasprintf(
+			    cause, "\"%s\" is not a valid header name", p);
 			free(p);
 			return -1;
 		}
@@ -138,14 +140,18 @@ request_check_header(const char *name, const char *value, char **cause)
 	}
 	for (i = 0; i < vlen; i++) {
 		if (value[i] == '\r' || value[i] == '\n') {
-			xasprintf(cause, "\"%.64s\": value contains CR, LF or "
-			    "NUL", name);
+			xasprintf(cause,
+			    "\"%.64s\": value contains CR, LF or "
+			    "NUL",
+			    name);
 			return -1;
 		}
 		if (((unsigned char)value[i] < 0x20 && value[i] != '\t') ||
 		    value[i] == 0x7f) {
-			xasprintf(cause, "\"%.64s\": value contains a control "
-			    "character", name);
+			xasprintf(cause,
+			    "\"%.64s\": value contains a control "
+			    "character",
+			    name);
 			return -1;
 		}
 	}
@@ -212,7 +218,8 @@ request_json_urls(struct job_request *req, json_t *v, char **cause)
 		return -1;
 	}
 	req->urls = xcalloc(n, sizeof *req->urls);
-	json_array_foreach(v, i, item) {
+	json_array_foreach(v, i, item)
+	{
 		if (!json_is_string(item)) {
 			xasprintf(cause, "urls[%zu]: must be a string", i);
 			return -1;
@@ -264,24 +271,29 @@ request_json_headers(struct job_request *req, json_t *v, char **cause)
 		return -1;
 	}
 	if ((n = json_object_size(v)) > JOB_MAX_HEADERS) {
-		xasprintf(cause, "headers: more than %d headers",
-		    JOB_MAX_HEADERS);
+		xasprintf(
+		    cause, "headers: more than %d headers", JOB_MAX_HEADERS);
 		return -1;
 	}
 	req->headers = xcalloc(n, sizeof *req->headers);
-	json_object_foreach(v, key, value) {
+	json_object_foreach(v, key, value)
+	{
 		if (!json_is_string(value)) {
 			p = path_printable(key, strlen(key));
-			xasprintf(cause, "headers: \"%s\": value must be a "
-			    "string", p);
+			xasprintf(cause,
+			    "headers: \"%s\": value must be a "
+			    "string",
+			    p);
 			free(p);
 			return -1;
 		}
 		s = json_string_value(value);
 		if (strlen(s) != json_string_length(value)) {
 			p = path_printable(key, strlen(key));
-			xasprintf(cause, "headers: \"%s\": value contains CR, "
-			    "LF or NUL", p);
+			xasprintf(cause,
+			    "headers: \"%s\": value contains CR, "
+			    "LF or NUL",
+			    p);
 			free(p);
 			return -1;
 		}
@@ -297,8 +309,8 @@ request_json_headers(struct job_request *req, json_t *v, char **cause)
 
 /* Parse a JSON job submission. */
 int
-request_parse_json(struct job_request *req, const char *body, size_t len,
-    char **cause)
+request_parse_json(
+    struct job_request *req, const char *body, size_t len, char **cause)
 {
 	struct job_request r;
 	json_error_t jerr;
@@ -310,8 +322,8 @@ request_parse_json(struct job_request *req, const char *body, size_t len,
 
 	memset(req, 0, sizeof *req);
 	memset(&r, 0, sizeof r);
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-	    &jerr);
+	root = json_loadb(
+	    body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (root == NULL) {
 		switch (json_error_code(&jerr)) {
 		case json_error_null_character:
@@ -331,10 +343,11 @@ request_parse_json(struct job_request *req, const char *body, size_t len,
 		xasprintf(cause, "body: must be a JSON object");
 		goto fail;
 	}
-	json_object_foreach(root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		known = 0;
 		for (i = 0; i < sizeof request_fields / sizeof *request_fields;
-		    i++) {
+		     i++) {
 			if (strcmp(key, request_fields[i]) == 0)
 				known = 1;
 		}

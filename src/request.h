@@ -5,11 +5,11 @@
 #include <stddef.h>
 
 struct job_request {
-	char **urls;     /* checked absolute http(s) URLs */
+	char **urls; /* checked absolute http(s) URLs */
 	size_t nurls;
-	char *dir;       /* checked relative dir, or NULL */
-	char *name;      /* checked name template, or NULL */
-	char **headers;  /* "Name: value", checked, or none */
+	char *dir; /* checked relative dir, or NULL */
+	char *name; /* checked name template, or NULL */
+	char **headers; /* "Name: value", checked, or none */
 	size_t nheaders;
 };
 
@@ -21,8 +21,8 @@ struct job_request {
  * request is overwritten, not freed, first. A null dir, name or headers is
  * the same as none.
  */
-int request_parse_json(struct job_request *, const char *body, size_t len,
-    char **cause);
+int request_parse_json(
+    struct job_request *, const char *body, size_t len, char **cause);
 
 /*
  * Parse a text/uri-list body: one URL per line, CRLF or LF, '#' comments

@@ -115,30 +115,31 @@ enum store_stmt {
 
 /* Items bind ?1 job, ?2 n, ?3..?10 the mutable columns, ?11 url. */
 static const char *const store_sql[ST_COUNT] = {
-    [ST_BEGIN] = "BEGIN IMMEDIATE",
-    [ST_COMMIT] = "COMMIT",
-    [ST_ROLLBACK] = "ROLLBACK",
-    [ST_SAVEPOINT] = "SAVEPOINT op",
-    [ST_RELEASE] = "RELEASE op",
-    [ST_ROLLBACK_TO] = "ROLLBACK TO op",
-    [ST_INSERT_JOB] = "INSERT INTO jobs (id, created, finished, state, dir,"
-		      " name, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [ST_INSERT_ITEM] = "INSERT INTO items (job, n, state, path, part,"
-		       " validator, error, http_status, bytes, attempts, url)"
-		       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [ST_UPDATE_JOB] = "UPDATE jobs SET state = ?2, finished = ?3"
-		      " WHERE id = ?1",
-    [ST_UPDATE_ITEM] =
-	"UPDATE items SET state = ?3, path = ?4, part = ?5,"
-	" validator = ?6, error = ?7, http_status = ?8, bytes = ?9,"
-	" attempts = ?10 WHERE job = ?1 AND n = ?2",
-    [ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
-    [ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
-		       " headers FROM jobs ORDER BY id",
-    [ST_SELECT_ITEMS] =
-	"SELECT n, url, state, path, part, validator,"
-	" error, http_status, bytes, attempts FROM items WHERE job = ?1"
-	" ORDER BY n",
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_SAVEPOINT] = "SAVEPOINT op",
+	[ST_RELEASE] = "RELEASE op",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO op",
+	[ST_INSERT_JOB] = "INSERT INTO jobs (id, created, finished, state, dir,"
+			  " name, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_INSERT_ITEM] =
+	    "INSERT INTO items (job, n, state, path, part,"
+	    " validator, error, http_status, bytes, attempts, url)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[ST_UPDATE_JOB] = "UPDATE jobs SET state = ?2, finished = ?3"
+			  " WHERE id = ?1",
+	[ST_UPDATE_ITEM] =
+	    "UPDATE items SET state = ?3, path = ?4, part = ?5,"
+	    " validator = ?6, error = ?7, http_status = ?8, bytes = ?9,"
+	    " attempts = ?10 WHERE job = ?1 AND n = ?2",
+	[ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
+	[ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
+			   " headers FROM jobs ORDER BY id",
+	[ST_SELECT_ITEMS] =
+	    "SELECT n, url, state, path, part, validator,"
+	    " error, http_status, bytes, attempts FROM items WHERE job = ?1"
+	    " ORDER BY n",
 };
 
 enum sop_type { SOP_ADD_JOB, SOP_UPDATE_JOB, SOP_UPDATE_ITEM, SOP_PRUNE };

@@ -9,17 +9,23 @@ struct event_base;
 struct store;
 
 /* Item states as stored; the same numbers as job.c's. */
-enum store_item_state { STORE_ITEM_QUEUED, STORE_ITEM_ACTIVE, STORE_ITEM_DONE,
-    STORE_ITEM_FAILED, STORE_ITEM_CANCELLED, STORE_ITEM_COMMITTING };
+enum store_item_state {
+	STORE_ITEM_QUEUED,
+	STORE_ITEM_ACTIVE,
+	STORE_ITEM_DONE,
+	STORE_ITEM_FAILED,
+	STORE_ITEM_CANCELLED,
+	STORE_ITEM_COMMITTING
+};
 
 /* One item's record. Strings may be NULL. */
 struct store_item {
 	unsigned long n;
 	const char *url;
-	int state;               /* enum store_item_state */
-	const char *path;        /* final relative path (done, committing) */
-	const char *part;        /* relative path of the .part file */
-	const char *validator;   /* ETag or Last-Modified for If-Range */
+	int state; /* enum store_item_state */
+	const char *path; /* final relative path (done, committing) */
+	const char *part; /* relative path of the .part file */
+	const char *validator; /* ETag or Last-Modified for If-Range */
 	const char *error;
 	long http_status;
 	unsigned long long bytes;
@@ -30,11 +36,11 @@ struct store_item {
 struct store_job {
 	unsigned long long id;
 	time_t created;
-	time_t finished;         /* 0 while not ended */
-	int state;               /* job.c's job state number */
+	time_t finished; /* 0 while not ended */
+	int state; /* job.c's job state number */
 	const char *dir;
 	const char *name;
-	char *const *headers;    /* "Name: value" */
+	char *const *headers; /* "Name: value" */
 	size_t nheaders;
 	const struct store_item *items;
 	size_t nitems;
@@ -62,8 +68,8 @@ int store_load(struct store *, store_load_cb, void *arg);
  * transaction, so many small updates cost one commit. cb (may be NULL) is
  * called on the loop thread once the operation's transaction committed.
  */
-void store_add_job(struct store *, const struct store_job *, store_cb,
-    void *arg);
+void store_add_job(
+    struct store *, const struct store_job *, store_cb, void *arg);
 void store_update_job(struct store *, unsigned long long id, int state,
     time_t finished, store_cb, void *arg);
 void store_update_item(struct store *, unsigned long long job,

@@ -53,14 +53,13 @@
 #define RENAME_NOREPLACE (1 << 0)
 #endif
 
-enum op_type { OP_WRITE, OP_COMMIT, OP_RENAME, OP_SUSPEND, OP_ABORT,
-    OP_PROBE };
+enum op_type { OP_WRITE, OP_COMMIT, OP_RENAME, OP_SUSPEND, OP_ABORT, OP_PROBE };
 
 struct op {
 	enum op_type type;
 	char *data;
 	size_t len;
-	size_t cap;   /* of data: CHUNK_SIZE ones go back to the pool */
+	size_t cap; /* of data: CHUNK_SIZE ones go back to the pool */
 	TAILQ_ENTRY(op) entry;
 };
 TAILQ_HEAD(op_list, op);
@@ -69,10 +68,10 @@ struct wfile {
 	struct writer *writer;
 	/* Set at open, read-only afterwards. */
 	char *relpath;
-	char *dirpart;   /* directory part of relpath, "" for the root */
-	char *base;      /* final base name wanted */
-	char *part;      /* relative path of the .part, claimed */
-	char *partbase;  /* its base name inside the directory */
+	char *dirpart; /* directory part of relpath, "" for the root */
+	char *base; /* final base name wanted */
+	char *part; /* relative path of the .part, claimed */
+	char *partbase; /* its base name inside the directory */
 	unsigned long long offset;
 	int resume;
 	enum exists_policy policy;
@@ -84,15 +83,15 @@ struct wfile {
 	char *buf;
 	size_t buflen;
 	size_t bufcap;
-	int big;       /* a full chunk was sent: the next ones are full size */
+	int big; /* a full chunk was sent: the next ones are full size */
 	int closing;
 	int claimed;
 
 	/* Shared, under writer->lock. */
 	struct op_list ops;
-	int queued;   /* on the ready queue */
-	int running;  /* held by a worker */
-	int in_done;  /* on the completion queue */
+	int queued; /* on the ready queue */
+	int running; /* held by a worker */
+	int in_done; /* on the completion queue */
 	size_t pending;
 	int want_drain;
 	int ev_drained;
@@ -106,7 +105,7 @@ struct wfile {
 	/* Worker (then loop thread once PREPARED or DONE). */
 	int dirfd;
 	int fd;
-	char *final;     /* chosen base name */
+	char *final; /* chosen base name */
 	char *finalpath; /* relative path of the final name */
 	unsigned long long size;
 	int opened;
@@ -125,9 +124,9 @@ struct writer {
 	struct wfile_list ready;
 	struct wfile_list done;
 	int stopping;
-	size_t backlog;      /* bytes queued in ops, all files */
-	size_t nready;       /* files on the ready queue */
-	int idle;            /* workers waiting for work */
+	size_t backlog; /* bytes queued in ops, all files */
+	size_t nready; /* files on the ready queue */
+	int idle; /* workers waiting for work */
 	char *pool[CHUNK_POOL_MAX]; /* free CHUNK_SIZE buffers */
 	size_t npool;
 	struct event *done_ev;
@@ -135,7 +134,7 @@ struct writer {
 	/* Loop thread only. */
 	int kicked;
 	size_t open_files;
-	char **parts;  /* .part paths claimed by open files */
+	char **parts; /* .part paths claimed by open files */
 	size_t nparts;
 };
 
@@ -194,7 +193,8 @@ writer_destroy(struct writer *w)
 	for (i = 0; i < w->nthreads; i++)
 		pthread_join(w->threads[i], NULL);
 	if (w->open_files != 0)
-		log_warnx("writer_destroy: %zu files still open", w->open_files);
+		log_warnx(
+		    "writer_destroy: %zu files still open", w->open_files);
 	while (w->npool > 0)
 		free(w->pool[--w->npool]);
 	event_free(w->done_ev);
@@ -381,8 +381,8 @@ wfile_free(struct wfile *f)
 
 /* Begin a file; nothing touches the disk yet. */
 struct wfile *
-wfile_open(struct writer *w, const struct wfile_spec *spec, wfile_cb cb,
-    void *arg)
+wfile_open(
+    struct writer *w, const struct wfile_spec *spec, wfile_cb cb, void *arg)
 {
 	struct wfile *f;
 
@@ -410,8 +410,8 @@ wfile_part(struct wfile *f)
 
 /* Queue an op for the file and make sure a worker will see it. */
 static void
-wfile_push(struct wfile *f, enum op_type type, char *data, size_t len,
-    size_t cap)
+wfile_push(
+    struct wfile *f, enum op_type type, char *data, size_t len, size_t cap)
 {
 	struct writer *w = f->writer;
 	struct op *op;
@@ -717,8 +717,7 @@ writer_done_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Worker: record the first failure of a file, naming a relative path. */
 static void
-wfile_fail_path(struct wfile *f, const char *what, const char *path,
-    int error)
+wfile_fail_path(struct wfile *f, const char *what, const char *path, int error)
 {
 	char *msg;
 
@@ -739,8 +738,8 @@ wfile_fail(struct wfile *f, const char *what, const char *name, int error)
 {
 	char *path;
 
-	xasprintf(&path, "%s%s%s", f->dirpart, *f->dirpart != '\0' ? "/" : "",
-	    name);
+	xasprintf(
+	    &path, "%s%s%s", f->dirpart, *f->dirpart != '\0' ? "/" : "", name);
 	wfile_fail_path(f, what, path, error);
 	free(path);
 }
@@ -779,20 +778,20 @@ wfile_open_dir(struct wfile *f, int create)
 	for (p = copy; (comp = strsep(&p, "/")) != NULL;) {
 		if (*comp == '\0')
 			continue;
-		next = openat(fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-		    O_CLOEXEC);
+		next = openat(
+		    fd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		if (next == -1 && errno == ENOENT && create) {
 			if (mkdirat(fd, comp, 0755) == -1 && errno != EEXIST) {
-				wfile_fail_dir(f, "mkdir", comp - copy +
-				    strlen(comp), errno);
+				wfile_fail_dir(f, "mkdir",
+				    comp - copy + strlen(comp), errno);
 				goto fail;
 			}
-			next = openat(fd, comp, O_RDONLY | O_DIRECTORY |
-			    O_NOFOLLOW | O_CLOEXEC);
+			next = openat(fd, comp,
+			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		}
 		if (next == -1) {
-			wfile_fail_dir(f, "open directory", comp - copy +
-			    strlen(comp), errno);
+			wfile_fail_dir(f, "open directory",
+			    comp - copy + strlen(comp), errno);
 			goto fail;
 		}
 		if (fd != f->writer->rootfd)
@@ -824,8 +823,9 @@ wfile_ensure_open(struct wfile *f)
 	if (f->failed || wfile_open_dir(f, 1) == -1)
 		return -1;
 	if (!f->resume) {
-		f->fd = openat(f->dirfd, f->partbase, O_WRONLY | O_CREAT |
-		    O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		f->fd = openat(f->dirfd, f->partbase,
+		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+		    0644);
 		if (f->fd == -1) {
 			wfile_fail(f, "open", f->partbase, errno);
 			return -1;
@@ -833,8 +833,8 @@ wfile_ensure_open(struct wfile *f)
 		f->opened = 1;
 		return 0;
 	}
-	f->fd = openat(f->dirfd, f->partbase, O_WRONLY | O_NOFOLLOW |
-	    O_CLOEXEC);
+	f->fd =
+	    openat(f->dirfd, f->partbase, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (f->fd == -1) {
 		wfile_fail(f, "resume", f->partbase, errno);
 		return -1;
@@ -846,8 +846,8 @@ wfile_ensure_open(struct wfile *f)
 		return -1;
 	}
 	if ((unsigned long long)st.st_size < f->offset) {
-		wfile_fail(f, "resume: shorter than expected:", f->partbase,
-		    ERANGE);
+		wfile_fail(
+		    f, "resume: shorter than expected:", f->partbase, ERANGE);
 		return -1;
 	}
 	if (ftruncate(f->fd, (off_t)f->offset) == -1 ||
@@ -888,8 +888,8 @@ wfile_do_abort(struct wfile *f)
 		f->fd = -1;
 	}
 	/* Nothing on disk to remove if it was never opened. */
-	if ((f->opened || f->resume) && wfile_open_dir(f, 0) == 0 && unlinkat(f->dirfd, f->partbase, 0) ==
-	    -1 && errno != ENOENT)
+	if ((f->opened || f->resume) && wfile_open_dir(f, 0) == 0 &&
+	    unlinkat(f->dirfd, f->partbase, 0) == -1 && errno != ENOENT)
 		log_warn("writer: unlink %s", f->part);
 }
 
@@ -943,8 +943,8 @@ wfile_try_rename(struct wfile *f, const char *name, int noreplace)
 {
 	if (!noreplace)
 		return renameat(f->dirfd, f->partbase, f->dirfd, name);
-	if (renameat2(f->dirfd, f->partbase, f->dirfd, name,
-	    RENAME_NOREPLACE) == 0)
+	if (renameat2(
+		f->dirfd, f->partbase, f->dirfd, name, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return -1;
@@ -970,8 +970,8 @@ wfile_do_rename(struct wfile *f)
 		return;
 	}
 	for (k = 0;; k++) {
-		if (wfile_try_rename(f, f->final,
-		    f->policy != EXISTS_OVERWRITE) == 0)
+		if (wfile_try_rename(
+			f, f->final, f->policy != EXISTS_OVERWRITE) == 0)
 			break;
 		/* Someone took the name since it was chosen: the next one. */
 		if (errno != EEXIST || f->policy != EXISTS_SUFFIX ||
@@ -1123,7 +1123,8 @@ writer_main(void *arg)
 				f->ev_failed = 1;
 				notify = 1;
 			}
-			if (f->want_drain && f->pending <= PENDING_RESUME_BYTES) {
+			if (f->want_drain &&
+			    f->pending <= PENDING_RESUME_BYTES) {
 				f->want_drain = 0;
 				f->ev_drained = 1;
 				notify = 1;

@@ -11,18 +11,18 @@ struct writer;
 struct wfile;
 
 enum wfile_event {
-	WFILE_DRAINED,  /* unwritten bytes fell to PENDING_RESUME_BYTES */
-	WFILE_FAILED,   /* a write failed; the owner must abort */
+	WFILE_DRAINED, /* unwritten bytes fell to PENDING_RESUME_BYTES */
+	WFILE_FAILED, /* a write failed; the owner must abort */
 	WFILE_PREPARED, /* committed data is on disk, final name chosen */
-	WFILE_DONE,     /* renamed, suspended, aborted or probed; freed after */
+	WFILE_DONE, /* renamed, suspended, aborted or probed; freed after */
 };
 
 /* Called on the loop thread. */
 typedef void (*wfile_cb)(struct wfile *, enum wfile_event, void *arg);
 
 struct wfile_spec {
-	const char *relpath;       /* final relative path wanted */
-	const char *part;          /* a .part to resume (relative), or NULL */
+	const char *relpath; /* final relative path wanted */
+	const char *part; /* a .part to resume (relative), or NULL */
 	unsigned long long offset; /* bytes of it to keep when resuming */
 	enum exists_policy policy;
 	int do_fsync;
@@ -43,8 +43,8 @@ size_t writer_backlog(struct writer *);
  * touches the disk until bytes or a commit reach a worker. Returns NULL if
  * the .part to resume is in use by another file.
  */
-struct wfile *wfile_open(struct writer *, const struct wfile_spec *,
-    wfile_cb, void *arg);
+struct wfile *wfile_open(
+    struct writer *, const struct wfile_spec *, wfile_cb, void *arg);
 /* The .part file's relative path. */
 const char *wfile_part(struct wfile *);
 /* Copy bytes in; full chunks go to the pool at once. */
@@ -67,8 +67,8 @@ void wfile_suspend(struct wfile *);
 /* Close and remove the .part file; then WFILE_DONE. */
 void wfile_abort(struct wfile *);
 /* Find the size of an existing .part; WFILE_DONE, then wfile_size. */
-struct wfile *wfile_probe(struct writer *, const char *part, wfile_cb,
-    void *arg);
+struct wfile *wfile_probe(
+    struct writer *, const char *part, wfile_cb, void *arg);
 
 /* Remove a .part kept by an earlier attempt, unless a file is using it. */
 void wfile_remove(struct writer *, const char *part);

@@ -124,11 +124,11 @@
 #define ORIGIN_PIECE_SIZE (64 * 1024)
 #define ORIGIN_MAX_DELAY_MS (10 * 60 * 1000)
 #define ORIGIN_DEFAULT_TARGET "/files/a.png"
-#define ORIGIN_BREAK_MS 100  /* from the last byte to a reset or close */
+#define ORIGIN_BREAK_MS 100 /* from the last byte to a reset or close */
 #define ORIGIN_STALL_AT 4096 /* default stall_at= */
 #define ORIGIN_STREAM_MTIME 1704067200 /* Last-Modified of /stream */
-#define ORIGIN_HTML                                                            \
-	"<!DOCTYPE html>\n<html><head><title>Not here</title></head>\n"        \
+#define ORIGIN_HTML \
+	"<!DOCTYPE html>\n<html><head><title>Not here</title></head>\n" \
 	"<body><p>This is a web page, not a picture.</p></body></html>\n"
 
 enum origin_validator {
@@ -142,16 +142,16 @@ enum origin_validator {
 enum origin_range {
 	RANGE_HONOUR, /* 206 from the first byte asked for */
 	RANGE_IGNORE, /* always 200 with the full body */
-	RANGE_BAD     /* 206 that starts at 0 */
+	RANGE_BAD /* 206 that starts at 0 */
 };
 
 /* One request logged under a key. */
 struct okey_req {
-	long long t_ms;	      /* arrival, monotonic */
+	long long t_ms; /* arrival, monotonic */
 	long long range_from; /* first byte of Range, -1 for none */
-	char *if_range;	      /* If-Range, NULL for none */
+	char *if_range; /* If-Range, NULL for none */
 	int status;
-	uint64_t bytes;	 /* body bytes sent */
+	uint64_t bytes; /* body bytes sent */
 	const char *end; /* how the reply ended, NULL while active */
 };
 
@@ -166,7 +166,7 @@ TAILQ_HEAD(okey_list, okey);
 
 enum origin_kind {
 	ORIGIN_SIMPLE, /* the whole reply is built, then sent */
-	ORIGIN_STREAM  /* /stream: piece by piece */
+	ORIGIN_STREAM /* /stream: piece by piece */
 };
 
 /* One request in progress. */
@@ -177,22 +177,22 @@ struct oreq {
 	struct event *watch; /* notices a client leaving during a delay */
 	enum origin_kind kind;
 
-	int code;	       /* status to send */
-	char *ctype;	       /* Content-Type to send, NULL for none */
+	int code; /* status to send */
+	char *ctype; /* Content-Type to send, NULL for none */
 	struct evbuffer *body; /* ORIGIN_SIMPLE: the body */
 
-	uint64_t total;	   /* ORIGIN_STREAM: length of the whole body */
-	uint64_t pos;	   /* ORIGIN_STREAM: offset of the next piece */
-	uint64_t end;	   /* ORIGIN_STREAM: offset this reply stops at */
-	uint64_t sent;	   /* body bytes queued so far */
+	uint64_t total; /* ORIGIN_STREAM: length of the whole body */
+	uint64_t pos; /* ORIGIN_STREAM: offset of the next piece */
+	uint64_t end; /* ORIGIN_STREAM: offset this reply stops at */
+	uint64_t sent; /* body bytes queued so far */
 	uint64_t declared; /* ORIGIN_STREAM: Content-Length sent */
 	const unsigned char *data; /* ORIGIN_STREAM: the bytes, or NULL for
 				      the pattern */
-	long gap_ms;	   /* ORIGIN_STREAM: pause before each further piece */
-	int chunked;	   /* ORIGIN_STREAM: no Content-Length, chunked */
+	long gap_ms; /* ORIGIN_STREAM: pause before each further piece */
+	int chunked; /* ORIGIN_STREAM: no Content-Length, chunked */
 	const char *magic; /* ORIGIN_STREAM: signature put over the start */
 	size_t magiclen;
-	int started;  /* ORIGIN_STREAM: reply line and headers queued */
+	int started; /* ORIGIN_STREAM: reply line and headers queued */
 	time_t mtime; /* for the validators */
 	enum origin_validator validator;
 	char etag[64];
@@ -201,9 +201,9 @@ struct oreq {
 	int64_t stall_at; /* body bytes before the stall, -1 for none */
 	long stall_ms;
 	int stalled;
-	int64_t break_at;  /* body bytes before a reset or close, -1 */
-	int break_rst;	   /* reset rather than close */
-	int breaking;	   /* the timer ends the connection */
+	int64_t break_at; /* body bytes before a reset or close, -1 */
+	int break_rst; /* reset rather than close */
+	int breaking; /* the timer ends the connection */
 	char *retry_after; /* Retry-After to send, or NULL */
 
 	struct okey *key; /* logged under this key= */
@@ -211,7 +211,7 @@ struct oreq {
 	const char *ended; /* how the reply ended */
 
 	int userdone; /* the request was handed back to libevent */
-	int counted;  /* counted in the stats (/stats itself is not) */
+	int counted; /* counted in the stats (/stats itself is not) */
 
 	TAILQ_ENTRY(oreq) entry;
 };
@@ -289,14 +289,14 @@ origin_type_for(const char *path)
 		const char *ext;
 		const char *type;
 	} types[] = {
-	    {"png", "image/png"},
-	    {"jpg", "image/jpeg"},
-	    {"jpeg", "image/jpeg"},
-	    {"gif", "image/gif"},
-	    {"webp", "image/webp"},
-	    {"txt", "text/plain"},
-	    {"json", "application/json"},
-	    {"bin", "application/octet-stream"},
+		{ "png", "image/png" },
+		{ "jpg", "image/jpeg" },
+		{ "jpeg", "image/jpeg" },
+		{ "gif", "image/gif" },
+		{ "webp", "image/webp" },
+		{ "txt", "text/plain" },
+		{ "json", "application/json" },
+		{ "bin", "application/octet-stream" },
 	};
 	const char *slash = strrchr(path, '/');
 	const char *dot = strrchr(path, '.');
@@ -552,7 +552,7 @@ oreq_watch_start(struct oreq *o)
 static void
 oreq_break(struct oreq *o)
 {
-	struct linger lg = {1, 0};
+	struct linger lg = { 1, 0 };
 	int fd, spare;
 
 	fd = bufferevent_getfd(evhttp_connection_get_bufferevent(o->evcon));
@@ -745,9 +745,9 @@ route_stream(struct oreq *o, const char *arg, struct evkeyvalq *query)
 		const char *bytes;
 		size_t len;
 	} magics[] = {
-	    {"png", "\x89PNG\r\n\x1a\n", 8},
-	    {"gif", "GIF89a", 6},
-	    {"jpeg", "\xff\xd8\xff\xe0", 4},
+		{ "png", "\x89PNG\r\n\x1a\n", 8 },
+		{ "gif", "GIF89a", 6 },
+		{ "jpeg", "\xff\xd8\xff\xe0", 4 },
 	};
 	const char *magic;
 	uint64_t gap = 0;
@@ -1060,9 +1060,9 @@ origin_num_opt(struct evkeyvalq *query, const char *name, uint64_t min,
 static int
 oreq_wants_pieces(struct oreq *o, struct evkeyvalq *query, int faults)
 {
-	static const char *const opts[] = {"gap", "validator", "range"};
-	static const char *const faultopts[] = {
-	    "reset", "short", "length", "stall"};
+	static const char *const opts[] = { "gap", "validator", "range" };
+	static const char *const faultopts[] = { "reset", "short", "length",
+		"stall" };
 	size_t i;
 
 	if (evhttp_find_header(
@@ -1149,8 +1149,8 @@ oreq_range(struct oreq *o, enum origin_range mode)
 static void
 oreq_body_options(struct oreq *o, struct evkeyvalq *query)
 {
-	static const char *const vnames[] = {
-	    "none", "etag", "weak", "lm", "both"};
+	static const char *const vnames[] = { "none", "etag", "weak", "lm",
+		"both" };
 	const char *validator = evhttp_find_header(query, "validator");
 	const char *range = evhttp_find_header(query, "range");
 	enum origin_range mode = RANGE_HONOUR;
@@ -1381,8 +1381,9 @@ int
 main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"port", required_argument, NULL, 'p'},
-	    {"root", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
+		{ "port", required_argument, NULL, 'p' },
+		{ "root", required_argument, NULL, 'r' }, { NULL, 0, NULL, 0 }
+	};
 	struct evhttp_bound_socket *bound;
 	struct sockaddr_in sin;
 	socklen_t slen = sizeof sin;

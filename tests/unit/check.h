@@ -37,18 +37,20 @@ same(const char *a, const char *b)
 	return strcmp(a, b) == 0;
 }
 
-#define CHECK_STR(got, want) do {					\
-	const char *g_ = (got), *w_ = (want);				\
-	check_at(same(g_, w_), __FILE__, __LINE__,			\
-	    "%s: got \"%s\", want \"%s\"", #got, g_ ? g_ : "(null)",	\
-	    w_ ? w_ : "(null)");					\
-} while (0)
+#define CHECK_STR(got, want) \
+	do { \
+		const char *g_ = (got), *w_ = (want); \
+		check_at(same(g_, w_), __FILE__, __LINE__, \
+		    "%s: got \"%s\", want \"%s\"", #got, g_ ? g_ : "(null)", \
+		    w_ ? w_ : "(null)"); \
+	} while (0)
 
-#define CHECK_INT(got, want) do {					\
-	long long g_ = (long long)(got), w_ = (long long)(want);	\
-	check_at(g_ == w_, __FILE__, __LINE__, "%s: got %lld, want %lld", \
-	    #got, g_, w_);						\
-} while (0)
+#define CHECK_INT(got, want) \
+	do { \
+		long long g_ = (long long)(got), w_ = (long long)(want); \
+		check_at(g_ == w_, __FILE__, __LINE__, \
+		    "%s: got %lld, want %lld", #got, g_, w_); \
+	} while (0)
 
 /* Print the summary; the exit status for main. */
 static inline int

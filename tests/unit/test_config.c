@@ -16,16 +16,17 @@ static void
 check_defaults(const struct config *c, const char *file, int line)
 {
 	check_at(c->socket_mode == 0660 && same(c->download_dir, "downloads") &&
-	    c->workers == 4 && c->max_transfers == 64 &&
-	    c->max_host_connections == 0 && c->connect_timeout == 30 &&
-	    c->timeout == 0 && c->max_redirects == 10 &&
-	    same(c->user_agent, "imgfetchd/" IMGFETCHD_VERSION) &&
-	    c->headers == NULL && c->nheaders == 0 && c->max_item_size == 0 &&
-	    c->fsync == 0 && c->queue_limit == 1000000 &&
-	    c->max_request_body == 16 * 1024 * 1024 &&
-	    c->log_level == LOG_LEVEL_INFO && c->on_exists == EXISTS_SUFFIX &&
-	    c->buffer_size == 524288, file, line,
-	    "not the defaults (workers %d, user_agent \"%s\", ...)",
+		c->workers == 4 && c->max_transfers == 64 &&
+		c->max_host_connections == 0 && c->connect_timeout == 30 &&
+		c->timeout == 0 && c->max_redirects == 10 &&
+		same(c->user_agent, "imgfetchd/" IMGFETCHD_VERSION) &&
+		c->headers == NULL && c->nheaders == 0 &&
+		c->max_item_size == 0 && c->fsync == 0 &&
+		c->queue_limit == 1000000 &&
+		c->max_request_body == 16 * 1024 * 1024 &&
+		c->log_level == LOG_LEVEL_INFO &&
+		c->on_exists == EXISTS_SUFFIX && c->buffer_size == 524288,
+	    file, line, "not the defaults (workers %d, user_agent \"%s\", ...)",
 	    c->workers, c->user_agent ? c->user_agent : "(null)");
 }
 
@@ -110,8 +111,8 @@ test_valid(void)
 		CHECK_INT(c.connect_timeout, 5);
 		CHECK_INT(c.timeout, 600);
 		CHECK_INT(c.max_redirects, 0);
-		CHECK_STR(c.user_agent,
-		    "test-agent/1.0 (+https://example.com/bot)");
+		CHECK_STR(
+		    c.user_agent, "test-agent/1.0 (+https://example.com/bot)");
 		CHECK_INT(c.nheaders, 3);
 		if (c.nheaders == 3) {
 			CHECK_STR(c.headers[0], "Accept: image/*");
@@ -161,18 +162,18 @@ test_reload(void)
 	char *cause = NULL;
 
 	if (load_ok(&c, "data/configs/valid-full.conf", __LINE__) == 0) {
-		CHECK(config_load(&c, "data/configs/valid-syntax.conf",
-		    &cause) == 0);
+		CHECK(config_load(
+			  &c, "data/configs/valid-syntax.conf", &cause) == 0);
 		CHECK_STR(cause, NULL);
 		CHECK_INT(c.nheaders, 2);
 		if (c.nheaders == 2)
 			CHECK_STR(c.headers[1], "B: 2");
-		CHECK_STR(c.user_agent,
-		    "test-agent/1.0 (+https://example.com/bot)");
+		CHECK_STR(
+		    c.user_agent, "test-agent/1.0 (+https://example.com/bot)");
 		CHECK_INT(c.workers, 64);
 		/* A failed load may change things, but leaks nothing. */
 		CHECK(config_load(&c, "data/configs/invalid-header-name.conf",
-		    &cause) == -1);
+			  &cause) == -1);
 		free(cause);
 	}
 	config_finish(&c);
@@ -186,8 +187,8 @@ test_unreadable(void)
 	char *cause = NULL;
 
 	config_init(&c);
-	CHECK(config_load(&c, "data/configs/does-not-exist.conf", &cause) ==
-	    -1);
+	CHECK(
+	    config_load(&c, "data/configs/does-not-exist.conf", &cause) == -1);
 	CHECK_STR(cause,
 	    "data/configs/does-not-exist.conf: No such file or directory");
 	free(cause);
@@ -231,8 +232,8 @@ invalid_file(const char *name)
 		    cause ? cause : "(null)", want);
 	} else {
 		check_at(rc == -1 && cause != NULL &&
-		    strstr(cause, line + 10) != NULL, path, 1,
-		    "rc %d, cause \"%s\", want \"%s\"", rc,
+			strstr(cause, line + 10) != NULL,
+		    path, 1, "rc %d, cause \"%s\", want \"%s\"", rc,
 		    cause ? cause : "(null)", line + 10);
 	}
 	free(cause);
@@ -262,8 +263,8 @@ test_files(void)
 			invalid_file(de->d_name);
 			invalid++;
 		} else if (strncmp(de->d_name, "valid-", 6) == 0) {
-			snprintf(path, sizeof path, "data/configs/%s",
-			    de->d_name);
+			snprintf(
+			    path, sizeof path, "data/configs/%s", de->d_name);
 			load_ok(&c, path, __LINE__);
 			config_finish(&c);
 			valid++;

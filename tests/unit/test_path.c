@@ -116,10 +116,10 @@ template_case(const char *tmpl, const char *want, int line)
 		check_at(rc == 0, __FILE__, line, "\"%s\" refused: %s", tmpl,
 		    cause ? cause : "(no cause)");
 	} else {
-		check_at(rc == -1 && cause != NULL &&
-		    strstr(cause, want) != NULL, __FILE__, line,
-		    "\"%s\": rc %d, cause \"%s\", want \"%s\"", tmpl, rc,
-		    cause ? cause : "(null)", want);
+		check_at(
+		    rc == -1 && cause != NULL && strstr(cause, want) != NULL,
+		    __FILE__, line, "\"%s\": rc %d, cause \"%s\", want \"%s\"",
+		    tmpl, rc, cause ? cause : "(null)", want);
 	}
 	free(cause);
 }
@@ -241,8 +241,8 @@ test_names_file(void)
 			*p++ = '\0';
 		}
 		if (nfields != 5) {
-			check_at(0, file, lineno, "want 5 fields, got %d",
-			    nfields);
+			check_at(
+			    0, file, lineno, "want 5 fields, got %d", nfields);
 			continue;
 		}
 		cases++;
@@ -251,7 +251,8 @@ test_names_file(void)
 		    strcmp(field[3], "-") ? field[3] : NULL, &cause);
 		if (field[4][0] == '!') {
 			check_at(got == NULL && cause != NULL &&
-			    strstr(cause, field[4] + 1) != NULL, file, lineno,
+				strstr(cause, field[4] + 1) != NULL,
+			    file, lineno,
 			    "%s: got \"%s\" (cause \"%s\"), want error \"%s\"",
 			    field[0], got ? got : "(null)",
 			    cause ? cause : "(null)", field[4] + 1);
@@ -265,8 +266,8 @@ test_names_file(void)
 		free(cause);
 	}
 	fclose(f);
-	check_at(cases > 50, __FILE__, __LINE__, "only %d cases in %s", cases,
-	    file);
+	check_at(
+	    cases > 50, __FILE__, __LINE__, "only %d cases in %s", cases, file);
 }
 
 /* Expand a name that must succeed; return it for more checks. */
@@ -401,15 +402,19 @@ test_hostile_urls(void)
 		"http://h/.%2e/.%2e/x",
 	};
 	static const char *tmpls[] = {
-		"{name}", "{stem}", "{stem}.{ext}", "{host}", "{host}/{name}",
+		"{name}",
+		"{stem}",
+		"{stem}.{ext}",
+		"{host}",
+		"{host}/{name}",
 	};
 	char *got, *cause, *check;
 	size_t i, j, want;
 
 	for (i = 0; i < sizeof urls / sizeof urls[0]; i++) {
 		for (j = 0; j < sizeof tmpls / sizeof tmpls[0]; j++) {
-			got = expand(urls[i], "image/png", tmpls[j], "d",
-			    &cause);
+			got =
+			    expand(urls[i], "image/png", tmpls[j], "d", &cause);
 			if (got == NULL) {
 				free(cause);
 				continue;
@@ -420,7 +425,8 @@ test_hostile_urls(void)
 			    tmpls[j], got, check ? check : "");
 			want = strchr(tmpls[j], '/') != NULL ? 1 : 0;
 			check_at(strncmp(got, "d/", 2) == 0 &&
-			    slashes(got + 2) == want, __FILE__, __LINE__,
+				slashes(got + 2) == want,
+			    __FILE__, __LINE__,
 			    "%s %s: \"%s\" has the wrong shape", urls[i],
 			    tmpls[j], got);
 			free(check);
@@ -440,8 +446,9 @@ test_time_zone(void)
 	tzset();
 	got = path_expand(NULL, "{date}T{time}", &vars, &cause);
 	/* Without zone data the zone is UTC; either answer is local time. */
-	CHECK(got != NULL && (strcmp(got, "2023-11-15T071320") == 0 ||
-	    strcmp(got, "2023-11-14T221320") == 0));
+	CHECK(got != NULL &&
+	    (strcmp(got, "2023-11-15T071320") == 0 ||
+		strcmp(got, "2023-11-14T221320") == 0));
 	free(got);
 	free(cause);
 	setenv("TZ", "UTC", 1);

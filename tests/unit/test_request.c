@@ -29,11 +29,11 @@ json_bad(const char *body, const char *want, const char *file, int line)
 
 	memset(&req, 0xa5, sizeof req);
 	rc = request_parse_json(&req, body, strlen(body), &cause);
-	check_at(rc == -1 && cause != NULL && strstr(cause, want) != NULL,
-	    file, line, "%s: rc %d, cause \"%s\", want \"%s\"", body, rc,
+	check_at(rc == -1 && cause != NULL && strstr(cause, want) != NULL, file,
+	    line, "%s: rc %d, cause \"%s\", want \"%s\"", body, rc,
 	    cause ? cause : "(null)", want);
-	check_at(is_empty(&req), file, line, "%s: request not left empty",
-	    body);
+	check_at(
+	    is_empty(&req), file, line, "%s: request not left empty", body);
 	if (rc == 0)
 		request_finish(&req);
 	free(cause);
@@ -66,8 +66,8 @@ test_json_file(void)
 		cases++;
 	}
 	fclose(f);
-	check_at(cases > 80, __FILE__, __LINE__, "only %d cases in %s", cases,
-	    file);
+	check_at(
+	    cases > 80, __FILE__, __LINE__, "only %d cases in %s", cases, file);
 }
 
 /* A full valid JSON request and what it becomes. */
@@ -79,10 +79,10 @@ test_json_valid(void)
 	char *cause = NULL;
 
 	body = "{\"urls\": [\"http://h/a.png\", \"HTTPS://H:8443/b?c=d#e\","
-	    " \"http://[::1]/x\", \"http://h/caf\xc3\xa9.png\"],"
-	    " \"dir\": \"photos/2023/\", \"name\": \"{host}/{n}-{name}\","
-	    " \"headers\": {\"Referer\": \"http://h/\","
-	    " \"X-Token\": \"a b\\tc\", \"Accept\": \"\"}}";
+	       " \"http://[::1]/x\", \"http://h/caf\xc3\xa9.png\"],"
+	       " \"dir\": \"photos/2023/\", \"name\": \"{host}/{n}-{name}\","
+	       " \"headers\": {\"Referer\": \"http://h/\","
+	       " \"X-Token\": \"a b\\tc\", \"Accept\": \"\"}}";
 	CHECK(request_parse_json(&req, body, strlen(body), &cause) == 0);
 	CHECK_STR(cause, NULL);
 	CHECK_INT(req.nurls, 4);
@@ -105,7 +105,7 @@ test_json_valid(void)
 
 	/* Only urls; null optional fields are the same as absent ones. */
 	body = "{\"urls\": [\"http://h/\"], \"dir\": null, \"name\": null,"
-	    " \"headers\": null}";
+	       " \"headers\": null}";
 	CHECK(request_parse_json(&req, body, strlen(body), &cause) == 0);
 	CHECK_INT(req.nurls, 1);
 	CHECK_STR(req.dir, NULL);
@@ -147,15 +147,15 @@ test_json_limits(void)
 			p += sprintf(p, "%s\"http://h/%zu\"", i ? "," : "", i);
 		sprintf(p, "]}");
 		if (n == JOB_MAX_URLS) {
-			CHECK(request_parse_json(&req, body, strlen(body),
-			    &cause) == 0);
+			CHECK(request_parse_json(
+				  &req, body, strlen(body), &cause) == 0);
 			CHECK_INT(req.nurls, JOB_MAX_URLS);
 			CHECK(req.nurls > 0 &&
 			    same(req.urls[req.nurls - 1], "http://h/99999"));
 			request_finish(&req);
 		} else {
-			CHECK(request_parse_json(&req, body, strlen(body),
-			    &cause) == -1);
+			CHECK(request_parse_json(
+				  &req, body, strlen(body), &cause) == -1);
 			CHECK_STR(cause, "urls: more than 100000 URLs");
 			free(cause);
 			cause = NULL;
@@ -164,19 +164,21 @@ test_json_limits(void)
 
 	/* JOB_MAX_HEADERS headers are accepted, one more is refused. */
 	for (n = JOB_MAX_HEADERS; n <= JOB_MAX_HEADERS + 1; n++) {
-		p = body + sprintf(body, "{\"urls\": [\"http://h/\"], "
-		    "\"headers\": {");
+		p = body +
+		    sprintf(body,
+			"{\"urls\": [\"http://h/\"], "
+			"\"headers\": {");
 		for (size_t i = 0; i < n; i++)
 			p += sprintf(p, "%s\"X-H%zu\": \"v\"", i ? "," : "", i);
 		sprintf(p, "}}");
 		if (n == JOB_MAX_HEADERS) {
-			CHECK(request_parse_json(&req, body, strlen(body),
-			    &cause) == 0);
+			CHECK(request_parse_json(
+				  &req, body, strlen(body), &cause) == 0);
 			CHECK_INT(req.nheaders, JOB_MAX_HEADERS);
 			request_finish(&req);
 		} else {
-			CHECK(request_parse_json(&req, body, strlen(body),
-			    &cause) == -1);
+			CHECK(request_parse_json(
+				  &req, body, strlen(body), &cause) == -1);
 			CHECK_STR(cause, "headers: more than 64 headers");
 			free(cause);
 			cause = NULL;
@@ -187,10 +189,12 @@ test_json_limits(void)
 	p = body + sprintf(body, "{\"urls\": [\"http://h/");
 	memset(p, 'a', URL_MAX_BYTES);
 	strcpy(p + URL_MAX_BYTES, "\"]}");
-	json_bad(body, "urls[0]: URL longer than 8192 bytes", __FILE__,
-	    __LINE__);
-	p = body + sprintf(body, "{\"urls\": [\"http://h/\"], \"headers\": "
-	    "{\"X-A\": \"");
+	json_bad(
+	    body, "urls[0]: URL longer than 8192 bytes", __FILE__, __LINE__);
+	p = body +
+	    sprintf(body,
+		"{\"urls\": [\"http://h/\"], \"headers\": "
+		"{\"X-A\": \"");
 	memset(p, 'v', REQUEST_HEADER_MAX_BYTES);
 	strcpy(p + REQUEST_HEADER_MAX_BYTES, "\"}}");
 	json_bad(body, "headers: \"X-A\": longer than 8192 bytes", __FILE__,
@@ -202,16 +206,31 @@ static void
 test_check_url(void)
 {
 	static const char *good[] = {
-		"http://h/", "https://h", "http://h:8080/a/b.png?x=y#z",
-		"http://user:pw@h/x", "http://127.0.0.1:1/x",
-		"http://[::1]:8080/", "HTTP://EXAMPLE.COM/A.PNG",
+		"http://h/",
+		"https://h",
+		"http://h:8080/a/b.png?x=y#z",
+		"http://user:pw@h/x",
+		"http://127.0.0.1:1/x",
+		"http://[::1]:8080/",
+		"HTTP://EXAMPLE.COM/A.PNG",
 		"http://h/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
 		"http://h/caf\xc3\xa9",
 	};
 	static const char *bad[] = {
-		"", "ftp://h/x", "file:///etc/passwd", "javascript:alert(1)",
-		"/x", "x", "//h/x", "http://", "http://h/a b", "http://h/\x01",
-		"http://h/\xff", "https://h:65536/", "data:,x", "ws://h/",
+		"",
+		"ftp://h/x",
+		"file:///etc/passwd",
+		"javascript:alert(1)",
+		"/x",
+		"x",
+		"//h/x",
+		"http://",
+		"http://h/a b",
+		"http://h/\x01",
+		"http://h/\xff",
+		"https://h:65536/",
+		"data:,x",
+		"ws://h/",
 	};
 	char *cause;
 	size_t i;
@@ -225,8 +244,8 @@ test_check_url(void)
 	for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		cause = NULL;
 		check_at(request_check_url(bad[i], &cause) == -1 &&
-		    cause != NULL && *cause != '\0', __FILE__, __LINE__,
-		    "\"%s\" accepted", bad[i]);
+			cause != NULL && *cause != '\0',
+		    __FILE__, __LINE__, "\"%s\" accepted", bad[i]);
 		free(cause);
 	}
 	cause = NULL;
@@ -241,8 +260,8 @@ test_check_header(void)
 {
 	char *cause = NULL;
 
-	CHECK(request_check_header("X-Custom_1.a~!#$%&'*+^`|", "v", &cause)
-	    == 0);
+	CHECK(
+	    request_check_header("X-Custom_1.a~!#$%&'*+^`|", "v", &cause) == 0);
 	CHECK(request_check_header("Accept", "", &cause) == 0);
 	CHECK(request_check_header("Accept", "a\tb \xc3\xa9", &cause) == 0);
 	CHECK(request_check_header("A B", "v", &cause) == -1);
@@ -363,8 +382,8 @@ test_urilist_files(void)
 		files++;
 	}
 	closedir(d);
-	check_at(files >= 10, __FILE__, __LINE__, "only %d uri-list files",
-	    files);
+	check_at(
+	    files >= 10, __FILE__, __LINE__, "only %d uri-list files", files);
 }
 
 /* uri-list details the files cannot hold easily. */
@@ -376,8 +395,8 @@ test_urilist(void)
 	char *cause = NULL;
 
 	body = "# c\nhttp://h/a.png\n  \n\thttps://h/b  \r\n#x\nhttp://h/c";
-	CHECK(request_parse_urilist(&req, body, strlen(body), "d/e", "{name}",
-	    &cause) == 0);
+	CHECK(request_parse_urilist(
+		  &req, body, strlen(body), "d/e", "{name}", &cause) == 0);
 	CHECK_INT(req.nurls, 3);
 	if (req.nurls == 3) {
 		CHECK_STR(req.urls[0], "http://h/a.png");
@@ -409,28 +428,28 @@ test_urilist(void)
 
 	/* dir and name from the query string are checked. */
 	body = "http://h/a\n";
-	CHECK(request_parse_urilist(&req, body, strlen(body), "../x", NULL,
-	    &cause) == -1);
+	CHECK(request_parse_urilist(
+		  &req, body, strlen(body), "../x", NULL, &cause) == -1);
 	CHECK_STR(cause, "dir: \"..\" component not allowed");
 	CHECK(is_empty(&req));
 	free(cause);
-	CHECK(request_parse_urilist(&req, body, strlen(body), NULL, "{x}",
-	    &cause) == -1);
+	CHECK(request_parse_urilist(
+		  &req, body, strlen(body), NULL, "{x}", &cause) == -1);
 	CHECK_STR(cause, "name: unknown field \"{x}\"");
 	free(cause);
-	CHECK(request_parse_urilist(&req, body, strlen(body), "a\nb", NULL,
-	    &cause) == -1);
+	CHECK(request_parse_urilist(
+		  &req, body, strlen(body), "a\nb", NULL, &cause) == -1);
 	CHECK_STR(cause, "dir: control character not allowed");
 	free(cause);
-	CHECK(request_parse_urilist(&req, body, strlen(body), "\xff", NULL,
-	    &cause) == -1);
+	CHECK(request_parse_urilist(
+		  &req, body, strlen(body), "\xff", NULL, &cause) == -1);
 	CHECK_STR(cause, "dir: not valid UTF-8");
 	free(cause);
 
 	/* Invalid UTF-8 in a URL. */
 	body = "http://h/a\nhttp://h/\xc3(\n";
-	CHECK(request_parse_urilist(&req, body, strlen(body), NULL, NULL,
-	    &cause) == -1);
+	CHECK(request_parse_urilist(
+		  &req, body, strlen(body), NULL, NULL, &cause) == -1);
 	CHECK_STR(cause, "line 2: URL is not valid UTF-8");
 	free(cause);
 

@@ -25,19 +25,19 @@
 #include "check.h"
 
 #undef CHECK_STR
-#define CHECK_STR(got, want, what, id)                                         \
-	do {                                                                   \
-		const char *g_ = (got), *w_ = (want);                          \
-		check_at(same(g_, w_), __FILE__, __LINE__,                     \
-		    "%s %s: got \"%s\", want \"%s\"", what, id,                \
-		    g_ ? g_ : "(null)", w_ ? w_ : "(null)");                   \
+#define CHECK_STR(got, want, what, id) \
+	do { \
+		const char *g_ = (got), *w_ = (want); \
+		check_at(same(g_, w_), __FILE__, __LINE__, \
+		    "%s %s: got \"%s\", want \"%s\"", what, id, \
+		    g_ ? g_ : "(null)", w_ ? w_ : "(null)"); \
 	} while (0)
 
-#define CHECK_NUM(got, want, what, id)                                         \
-	do {                                                                   \
-		long long g_ = (long long)(got), w_ = (long long)(want);       \
-		check_at(g_ == w_, __FILE__, __LINE__,                         \
-		    "%s %s: %s is %lld, want %lld", what, id, #got, g_, w_);   \
+#define CHECK_NUM(got, want, what, id) \
+	do { \
+		long long g_ = (long long)(got), w_ = (long long)(want); \
+		check_at(g_ == w_, __FILE__, __LINE__, \
+		    "%s %s: %s is %lld, want %lld", what, id, #got, g_, w_); \
 	} while (0)
 
 /* Strings made by the test, freed at the end. */
@@ -77,7 +77,7 @@ static size_t njobs;
 /* Callback bookkeeping. */
 static struct event_base *base;
 static int results[MAX_OPS];
-static int nops;   /* callbacks asked for */
+static int nops; /* callbacks asked for */
 static int ncalls; /* callbacks received */
 static int order_ok = 1;
 static int timed_out;
@@ -128,7 +128,7 @@ timeout_cb(int fd, short what, void *arg)
 static int
 run_until_done(int line)
 {
-	struct timeval tv = {LOOP_TIMEOUT_SECONDS, 0};
+	struct timeval tv = { LOOP_TIMEOUT_SECONDS, 0 };
 	struct event *timer;
 
 	timer = evtimer_new(base, timeout_cb, NULL);
@@ -361,15 +361,15 @@ main(void)
 	m->headers[1] = "Authorization: Bearer abc def";
 	m->job.nheaders = 2;
 	m->items[0] =
-	    (struct store_item){.n = 0, .url = "https://example.com/a.png"};
-	m->items[1] = (struct store_item){.n = 1,
-	    .url = "https://example.com/b.jpg",
-	    .state = STORE_ITEM_ACTIVE,
-	    .part = "a/b.jpg.part",
-	    .validator = "\"etag-1\"",
-	    .bytes = 100,
-	    .attempts = 1};
-	m->items[2] = (struct store_item){.n = 5, .url = NULL, .error = ""};
+	    (struct store_item){ .n = 0, .url = "https://example.com/a.png" };
+	m->items[1] = (struct store_item){ .n = 1,
+		.url = "https://example.com/b.jpg",
+		.state = STORE_ITEM_ACTIVE,
+		.part = "a/b.jpg.part",
+		.validator = "\"etag-1\"",
+		.bytes = 100,
+		.attempts = 1 };
+	m->items[2] = (struct store_item){ .n = 5, .url = NULL, .error = "" };
 	store_add_job(s, &m->job, count_cb, next_op());
 
 	m = model_job(7, 2000, 0, 1, NULL, NULL, BIG_ITEMS);
@@ -381,17 +381,17 @@ main(void)
 	store_add_job(s, &m->job, count_cb, next_op());
 
 	m = model_job(8, 100, 500, 2, "old", "pruned", 2);
-	m->items[0] = (struct store_item){.n = 0,
-	    .url = "http://x/0",
-	    .state = STORE_ITEM_DONE,
-	    .path = "old/0"};
-	m->items[1] = (struct store_item){.n = 1,
-	    .url = "http://x/1",
-	    .state = STORE_ITEM_FAILED,
-	    .error = "HTTP 500"};
+	m->items[0] = (struct store_item){ .n = 0,
+		.url = "http://x/0",
+		.state = STORE_ITEM_DONE,
+		.path = "old/0" };
+	m->items[1] = (struct store_item){ .n = 1,
+		.url = "http://x/1",
+		.state = STORE_ITEM_FAILED,
+		.error = "HTTP 500" };
 	store_add_job(s, &m->job, count_cb, next_op());
 	m = model_job(9, 100, 2000, 2, "recent", NULL, 1);
-	m->items[0] = (struct store_item){.n = 0, .url = "http://y/0"};
+	m->items[0] = (struct store_item){ .n = 0, .url = "http://y/0" };
 	store_add_job(s, &m->job, count_cb, next_op());
 	m = model_job(10, 100, 1499, 4, NULL, "pruned, no items", 0);
 	store_add_job(s, &m->job, count_cb, next_op());
@@ -424,16 +424,18 @@ main(void)
 	dup = model_find(1)->job;
 	dup.name = "duplicate id";
 	store_add_job(s, &dup, count_cb, next_op());
-	halfitems[0] = (struct store_item){.n = 0, .url = "http://z/0"};
-	halfitems[1] = (struct store_item){.n = 1, .url = "http://z/1"};
-	halfitems[2] = (struct store_item){.n = 0, .url = "http://z/dup"};
+	halfitems[0] = (struct store_item){ .n = 0, .url = "http://z/0" };
+	halfitems[1] = (struct store_item){ .n = 1, .url = "http://z/1" };
+	halfitems[2] = (struct store_item){ .n = 0, .url = "http://z/dup" };
 	half = (struct store_job){
-	    .id = 12, .created = 5, .items = halfitems, .nitems = 3};
+		.id = 12, .created = 5, .items = halfitems, .nitems = 3
+	};
 	store_add_job(s, &half, count_cb, next_op());
 	badheaders[0] = "X-Ok: 1";
 	badheaders[1] = "X-Bad: a\nInjected: b";
 	badh = (struct store_job){
-	    .id = 13, .created = 5, .headers = badheaders, .nheaders = 2};
+		.id = 13, .created = 5, .headers = badheaders, .nheaders = 2
+	};
 	store_add_job(s, &badh, count_cb, next_op());
 	m = model_find(1);
 	m->items[2].attempts = 7;
