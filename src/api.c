@@ -197,8 +197,7 @@ api_query(
 		api_error(req, 400, "malformed query string");
 		return -1;
 	}
-	TAILQ_FOREACH(kv, q, next)
-	{
+	TAILQ_FOREACH(kv, q, next) {
 		for (i = 0; known[i] != NULL; i++) {
 			if (strcmp(kv->key, known[i]) == 0)
 				break;
@@ -594,8 +593,7 @@ api_conn_get(struct api *api, struct evhttp_request *req)
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct api_conn *conn;
 
-	TAILQ_FOREACH(conn, &api->conns, entry)
-	{
+	TAILQ_FOREACH(conn, &api->conns, entry) {
 		if (conn->evcon == evcon)
 			return conn;
 	}

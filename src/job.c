@@ -109,6 +109,7 @@ struct job {
 	void *accept_arg;
 	struct watch_list watches;
 	TAILQ_ENTRY(job) ring_entry;
+	TAILQ_ENTRY(job) watched_entry; /* on jobs->watched while watched */
 };
 TAILQ_HEAD(job_ring, job);
 
@@ -129,6 +130,7 @@ struct jobs {
 	struct event *prune_ev;
 	unsigned long ticks;
 	size_t nwatches;
+	struct job_ring watched; /* jobs with watches: the tick's work */
 	time_t started;
 	int stopping;
 };
@@ -164,14 +166,12 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *j;
 	json_t *ev, *list, *p;
 	unsigned long long bytes;
-	size_t i, k;
+	size_t i;
 	int keepalive;
 
 	/* Idle watchers still get one every few seconds, as a keep-alive. */
 	keepalive = ++js->ticks % (5000 / PROGRESS_INTERVAL_MS) == 0;
-	for (k = 0; k < js->njobs; k++) {
-		if ((j = js->all[k]) == NULL || TAILQ_EMPTY(&j->watches))
-			continue;
+	TAILQ_FOREACH(j, &js->watched, watched_entry) {
 		/* Only when bytes moved, or as the keep-alive. */
 		bytes = job_bytes(j);
 		if (bytes == j->progress_bytes && !keepalive)
@@ -195,7 +195,7 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 		    (json_int_t)j->count[ITEM_FAILED], "total",
 		    (json_int_t)j->nitems, "items", list);
 		TAILQ_FOREACH_SAFE(w, &j->watches, entry, tmp)
-		w->cb(w->arg, ev, 0);
+			w->cb(w->arg, ev, 0);
 		json_decref(ev);
 	}
 }
@@ -208,6 +208,8 @@ job_free(struct job *j)
 	struct item *it;
 	size_t i;
 
+	if (!TAILQ_EMPTY(&j->watches))
+		TAILQ_REMOVE(&j->jobs->watched, j, watched_entry);
 	while ((w = TAILQ_FIRST(&j->watches)) != NULL) {
 		TAILQ_REMOVE(&j->watches, w, entry);
 		free(w);
@@ -274,6 +276,7 @@ jobs_create(struct event_base *base, struct fetcher *fetcher,
 	js->cfg = cfg;
 	js->started = time(NULL);
 	TAILQ_INIT(&js->ring);
+	TAILQ_INIT(&js->watched);
 	js->tick = event_new(base, -1, EV_PERSIST, jobs_tick_cb, js);
 	js->prune_ev = evtimer_new(base, jobs_prune_cb, js);
 	return js;
@@ -455,9 +458,9 @@ static void
 job_emit(struct job *j, json_t *ev, int last)
 {
 	struct job_watch *w, *tmp;
+	int watched = !TAILQ_EMPTY(&j->watches);
 
-	TAILQ_FOREACH_SAFE(w, &j->watches, entry, tmp)
-	{
+	TAILQ_FOREACH_SAFE(w, &j->watches, entry, tmp) {
 		if (last) {
 			TAILQ_REMOVE(&j->watches, w, entry);
 			j->jobs->nwatches--;
@@ -466,8 +469,10 @@ job_emit(struct job *j, json_t *ev, int last)
 		if (last)
 			free(w);
 	}
-	if (last)
+	if (last && watched) {
+		TAILQ_REMOVE(&j->jobs->watched, j, watched_entry);
 		jobs_update_tick(j->jobs);
+	}
 }
 
 /* Tell watchers an item changed state. */
@@ -1427,6 +1432,8 @@ job_watch(struct job *j, job_watch_cb cb, void *arg)
 	w->job = j;
 	w->cb = cb;
 	w->arg = arg;
+	if (TAILQ_EMPTY(&j->watches))
+		TAILQ_INSERT_TAIL(&j->jobs->watched, j, watched_entry);
 	TAILQ_INSERT_TAIL(&j->watches, w, entry);
 	j->jobs->nwatches++;
 	jobs_update_tick(j->jobs);
@@ -1440,6 +1447,8 @@ job_unwatch(struct job_watch *w)
 	struct jobs *js = w->job->jobs;
 
 	TAILQ_REMOVE(&w->job->watches, w, entry);
+	if (TAILQ_EMPTY(&w->job->watches))
+		TAILQ_REMOVE(&js->watched, w->job, watched_entry);
 	js->nwatches--;
 	jobs_update_tick(js);
 	free(w);

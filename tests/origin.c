@@ -327,8 +327,7 @@ okey_get(const char *name)
 {
 	struct okey *k;
 
-	TAILQ_FOREACH(k, &origin_keys, entry)
-	{
+	TAILQ_FOREACH(k, &origin_keys, entry) {
 		if (strcmp(k->name, name) == 0)
 			return k;
 	}
@@ -899,8 +898,7 @@ origin_join_values(struct evkeyvalq *in, const char *name)
 	v = evbuffer_new();
 	if (v == NULL)
 		origin_die("out of memory");
-	TAILQ_FOREACH(h, in, next)
-	{
+	TAILQ_FOREACH(h, in, next) {
 		if (strcasecmp(h->key, name) != 0)
 			continue;
 		if (n++ > 0)
@@ -924,11 +922,9 @@ origin_headers_json(struct evkeyvalq *in, struct evbuffer *b)
 	int first = 1, seen;
 
 	evbuffer_add(b, "{", 1);
-	TAILQ_FOREACH(h, in, next)
-	{
+	TAILQ_FOREACH(h, in, next) {
 		seen = 0;
-		TAILQ_FOREACH(g, in, next)
-		{
+		TAILQ_FOREACH(g, in, next) {
 			if (g == h)
 				break;
 			if (strcasecmp(g->key, h->key) == 0)
