@@ -508,6 +508,7 @@ item_store(struct item *it, int state)
 	si.http_status = it->http_status;
 	si.bytes = it->state == ITEM_QUEUED ? it->part_size : it->bytes;
 	si.attempts = it->attempts;
+	si.retry_at = it->retry_ev != NULL ? (long long)it->retry_at : 0;
 	store_update_item(it->job->jobs->store, it->job->id, &si, NULL, NULL);
 }
 
@@ -723,8 +724,8 @@ item_done(void *arg, const struct fetch_result *res)
 		it->error = xstrdup(res->error);
 		it->bytes = it->part_size;
 		item_set_state(it, ITEM_QUEUED);
-		item_store(it, STORE_ITEM_QUEUED);
 		item_schedule_retry(it, res->retry_after);
+		item_store(it, STORE_ITEM_QUEUED);
 	} else {
 		it->error = xstrdup(res->error);
 		it->bytes = res->bytes;
@@ -974,6 +975,25 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	return j;
 }
 
+/* Restart: queue the item, or wait out a retry it was waiting for. */
+static void
+item_restart_queued(struct item *it)
+{
+	struct timeval tv = { 0, 0 };
+	time_t now = time(NULL);
+
+	if (it->retry_at <= now) {
+		it->retry_at = 0;
+		item_make_runnable(it);
+		return;
+	}
+	tv.tv_sec = it->retry_at - now;
+	it->retry_ev = evtimer_new(it->job->jobs->base, item_retry_cb, it);
+	evtimer_add(it->retry_ev, &tv);
+	log_info("job %llu item %lu: waiting %lld s more for its retry",
+	    it->job->id, it->n, (long long)tv.tv_sec);
+}
+
 /* Restart: the item turned out done, with bytes in its final file. */
 static void
 item_restored_done(struct item *it, unsigned long long bytes, const char *how)
@@ -1093,7 +1113,7 @@ item_probe_cb(struct wfile *f, enum wfile_event ev, void *arg)
 			return;
 		}
 	}
-	item_make_runnable(it);
+	item_restart_queued(it);
 	jobs_pump(j->jobs);
 }
 
@@ -1131,6 +1151,7 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 		it->http_status = si->http_status;
 		it->bytes = si->bytes;
 		it->attempts = si->attempts;
+		it->retry_at = (time_t)si->retry_at;
 		switch (si->state) {
 		case STORE_ITEM_DONE:
 			it->state = ITEM_DONE;
@@ -1163,7 +1184,7 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 			it->probe = wfile_probe(
 			    js->writer, it->path, item_probe_cb, it);
 		} else
-			item_make_runnable(it);
+			item_restart_queued(it);
 	}
 	js->bytes += j->bytes_done;
 	if (sj->state >= 0 && sj->state < JOB_NSTATES)

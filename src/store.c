@@ -13,7 +13,9 @@
  * Schema (PRAGMA user_version = STORE_SCHEMA_VERSION):
  *   jobs(id, created, finished, state, dir, name, headers)
  *   items(job -> jobs.id ON DELETE CASCADE, n, url, state, path, part,
- *         validator, error, http_status, bytes, attempts), key (job, n)
+ *         validator, error, http_status, bytes, attempts, retry_at),
+ *         key (job, n)
+ * Version 1 had no retry_at; opening such a store adds the column.
  * Times are seconds since the epoch; finished is 0 while a job runs. The
  * header list is stored newline-joined in jobs.headers ("" for none):
  * headers are checked to hold no CR or LF before they reach a job, and
@@ -67,7 +69,7 @@
 #include "store.h"
 #include "xmalloc.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_DB_NAME "imgfetchd.db"
 #define STORE_LOCK_NAME "imgfetchd.lock"
@@ -94,7 +96,12 @@ static const char store_schema[] =
     " http_status INTEGER NOT NULL DEFAULT 0,"
     " bytes INTEGER NOT NULL DEFAULT 0,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
+    " retry_at INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (job, n)) WITHOUT ROWID;";
+
+/* From schema version 1 to 2. */
+static const char store_migrate_1[] =
+    "ALTER TABLE items ADD COLUMN retry_at INTEGER NOT NULL DEFAULT 0;";
 
 enum store_stmt {
 	ST_BEGIN,
@@ -113,7 +120,7 @@ enum store_stmt {
 	ST_COUNT
 };
 
-/* Items bind ?1 job, ?2 n, ?3..?10 the mutable columns, ?11 url. */
+/* Items bind ?1 job, ?2 n, ?3..?11 the mutable columns, ?12 url. */
 static const char *const store_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
@@ -125,20 +132,21 @@ static const char *const store_sql[ST_COUNT] = {
 			  " name, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_INSERT_ITEM] =
 	    "INSERT INTO items (job, n, state, path, part,"
-	    " validator, error, http_status, bytes, attempts, url)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	    " validator, error, http_status, bytes, attempts, retry_at, url)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
 	[ST_UPDATE_JOB] = "UPDATE jobs SET state = ?2, finished = ?3"
 			  " WHERE id = ?1",
 	[ST_UPDATE_ITEM] =
 	    "UPDATE items SET state = ?3, path = ?4, part = ?5,"
 	    " validator = ?6, error = ?7, http_status = ?8, bytes = ?9,"
-	    " attempts = ?10 WHERE job = ?1 AND n = ?2",
+	    " attempts = ?10, retry_at = ?11 WHERE job = ?1 AND n = ?2",
 	[ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
 	[ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
 			   " headers FROM jobs ORDER BY id",
 	[ST_SELECT_ITEMS] =
 	    "SELECT n, url, state, path, part, validator,"
-	    " error, http_status, bytes, attempts FROM items WHERE job = ?1"
+	    " error, http_status, bytes, attempts, retry_at FROM items"
+	    " WHERE job = ?1"
 	    " ORDER BY n",
 };
 
@@ -382,12 +390,23 @@ store_open_db(struct store *s, char **cause)
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if (store_exec_sql(s, store_schema, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 1", cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 2", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
 		log_debug("store: created %s/%s", s->dir, STORE_DB_NAME);
+	} else if (version == 1) {
+		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
+			return -1;
+		if (store_exec_sql(s, store_migrate_1, cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 2", cause) != 0 ||
+		    store_exec_sql(s, "COMMIT", cause) != 0) {
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+			return -1;
+		}
+		log_info("store: %s/%s upgraded to schema version 2", s->dir,
+		    STORE_DB_NAME);
 	} else if (version != STORE_SCHEMA_VERSION) {
 		store_cause(cause, s->dir,
 		    "schema version %lld, this imgfetchd "
@@ -628,6 +647,7 @@ store_load_items(struct store *s, unsigned long long id,
 		it->http_status = (long)sqlite3_column_int64(st, 7);
 		it->bytes = (unsigned long long)sqlite3_column_int64(st, 8);
 		it->attempts = sqlite3_column_int(st, 9);
+		it->retry_at = (long long)sqlite3_column_int64(st, 10);
 	}
 	if (rc != SQLITE_DONE)
 		goto fail;
@@ -887,8 +907,10 @@ store_bind_item(struct store *s, sqlite3_stmt *st, unsigned long long job,
 		rc = sqlite3_bind_int64(st, 9, (sqlite3_int64)it->bytes);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int(st, 10, it->attempts);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 11, (sqlite3_int64)it->retry_at);
 	if (rc == SQLITE_OK && with_url)
-		rc = sqlite3_bind_text(st, 11, it->url, -1, SQLITE_STATIC);
+		rc = sqlite3_bind_text(st, 12, it->url, -1, SQLITE_STATIC);
 	if (rc != SQLITE_OK)
 		return store_bind_failed(s, st, rc);
 	return 0;

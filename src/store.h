@@ -30,6 +30,7 @@ struct store_item {
 	long http_status;
 	unsigned long long bytes;
 	int attempts;
+	long long retry_at; /* a waiting retry's time (epoch s), or 0 */
 };
 
 /* One job's record. */

@@ -380,8 +380,11 @@ def test_kill9_resumes_kept_part_with_range():
     origin = CountingOrigin(bodies)
     try:
         tmp = harness.fresh_dir("range")
-        d = harness.Daemon(tmp, retries=3, retry_delay=60000,
-                           retry_delay_max=60000, log_level="debug",
+        # The retry waits 4-12 s (8 s with jitter): time to look and to
+        # kill; its time is kept in the store, so the restarted daemon
+        # waits out the rest before it resumes.
+        d = harness.Daemon(tmp, retries=3, retry_delay=8000,
+                           retry_delay_max=8000, log_level="debug",
                            user_agent="range-0")
         state_dir = d.settings["state_dir"]
         # Item 0 has an ETag: its .part is kept and resumed. Item 1 has no

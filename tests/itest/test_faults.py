@@ -591,5 +591,37 @@ def test_main_daemon_stops():
     eq(part_files(D.download_dir), [], ".part files left")
 
 
+def test_waiting_retry_survives_restart():
+    # A Retry-After of 4 s; the daemon stops and starts again in between:
+    # the retry still waits for its time, then the item is done.
+    tmp = harness.fresh_dir("retry-restart")
+    d = harness.Daemon(tmp, retries=2, retry_delay=50, retry_delay_max=100,
+                       retry_after_max=10)
+    k = key("rr")
+    job = d.submit([url("/files/a.png?key=%s&fail=1&status=503"
+                        "&retry_after=4" % k)], name="{n}.png")
+
+    def waiting():
+        item = d.job(job["id"])["items"][0]
+        return item if item.get("retry_at") else None
+    harness.wait_for(waiting, 5, what="the item to wait for its retry")
+    d.stop()
+    d2 = harness.Daemon(tmp, retries=2, retry_delay=50, retry_delay_max=100,
+                        retry_after_max=10)
+    item = d2.job(job["id"])["items"][0]
+    eq(item["state"], "queued", "state after the restart")
+    check(item.get("retry_at"), "no retry_at after the restart: %r" % item)
+    done = d2.wait_job(job["id"], timeout=20)
+    eq(done["state"], "done", "job state")
+    log = origin_key(k)["log"]
+    eq(len(log), 2, "requests")
+    gap = log[1]["t"] - log[0]["t"]
+    check(3900 <= gap <= 7000, "the retry came %d ms after the 503, "
+          "expected about 4000 even across a restart" % gap)
+    check_done(d2, items_of(done)[0], FILES["a.png"], 2, "retried item")
+    d2.stop()
+
+
 if __name__ == "__main__":
     harness.run(globals(), default_timeout=60)
+

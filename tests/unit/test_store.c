@@ -242,6 +242,7 @@ load_cb(void *arg, const struct store_job *got)
 		CHECK_NUM(gi->http_status, wi->http_status, "item", iid);
 		CHECK_NUM(gi->bytes, wi->bytes, "item", iid);
 		CHECK_NUM(gi->attempts, wi->attempts, "item", iid);
+		CHECK_NUM(gi->retry_at, wi->retry_at, "item", iid);
 	}
 }
 
@@ -439,6 +440,7 @@ main(void)
 	store_add_job(s, &badh, count_cb, next_op());
 	m = model_find(1);
 	m->items[2].attempts = 7;
+	m->items[2].retry_at = 4102444800LL; /* past 32 bits of seconds */
 	store_update_item(s, 1, &m->items[2], count_cb, next_op());
 
 	CHECK(ncalls == 0); /* never from inside a store_* call */
@@ -506,12 +508,21 @@ main(void)
 	store_close(s);
 	s = NULL;
 
+	/* A version 1 database (no retry_at) is upgraded in place. */
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 2);
+	db_count(dbpath, "ALTER TABLE items DROP COLUMN retry_at");
+	db_count(dbpath, "PRAGMA user_version = 1");
+	model_find(1)->items[2].retry_at = 0;
+	s = reopen_and_check(dir, __LINE__);
+	store_close(s);
+	s = NULL;
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 2);
+
 	/* A database from a newer imgfetchd is refused. */
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 1);
-	db_count(dbpath, "PRAGMA user_version = 2");
+	db_count(dbpath, "PRAGMA user_version = 3");
 	s = store_open(base, dir, &cause);
 	CHECK(s == NULL);
-	CHECK(cause != NULL && strstr(cause, "schema version 2") != NULL);
+	CHECK(cause != NULL && strstr(cause, "schema version 3") != NULL);
 	free(cause);
 
 out:
