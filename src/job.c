@@ -72,6 +72,7 @@ struct item {
 	int probing_final; /* restart: looking for its final file */
 	struct transfer *transfer;
 	struct wfile *probe; /* restart: looking at a kept file */
+	TAILQ_ENTRY(item) inflight_entry; /* on job->inflight with a transfer */
 	struct event *retry_ev; /* waiting for a retry */
 	time_t retry_at;
 	TAILQ_ENTRY(item) run_entry;
@@ -99,6 +100,7 @@ struct job {
 	struct item *items;
 	size_t nitems;
 	struct item_queue runq;
+	struct item_queue inflight; /* items with a transfer */
 	size_t count[ITEM_NSTATES];
 	unsigned long long bytes_done;
 	unsigned long long progress_bytes; /* in the last progress event */
@@ -140,20 +142,39 @@ static void jobs_pump(struct jobs *);
 static void job_emit(struct job *, json_t *, int last);
 static void item_store(struct item *, int state);
 
+/* Give the item its transfer (or NULL), keeping the in-flight list. */
+static void
+item_set_transfer(struct item *it, struct transfer *t)
+{
+	if (it->transfer == NULL && t != NULL)
+		TAILQ_INSERT_TAIL(&it->job->inflight, it, inflight_entry);
+	else if (it->transfer != NULL && t == NULL)
+		TAILQ_REMOVE(&it->job->inflight, it, inflight_entry);
+	it->transfer = t;
+}
+
 /* Bytes of the job's items so far, ended and in flight. */
 static unsigned long long
 job_bytes(struct job *j)
 {
 	unsigned long long bytes = j->bytes_done;
-	size_t i;
+	struct item *it;
 
-	if (j->count[ITEM_ACTIVE] == 0)
-		return bytes;
-	for (i = 0; i < j->nitems; i++) {
-		if (j->items[i].transfer != NULL)
-			bytes += transfer_bytes(j->items[i].transfer);
-	}
+	TAILQ_FOREACH(it, &j->inflight, inflight_entry)
+		bytes += transfer_bytes(it->transfer);
 	return bytes;
+}
+
+/* A time as RFC 3339 in UTC. */
+static json_t *
+job_time_json(time_t t)
+{
+	char buf[32];
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return json_string(buf);
 }
 
 /* Progress tick: tell watchers about the bytes of active items. */
@@ -166,7 +187,6 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *j;
 	json_t *ev, *list, *p;
 	unsigned long long bytes;
-	size_t i;
 	int keepalive;
 
 	/* Idle watchers still get one every few seconds, as a keep-alive. */
@@ -178,10 +198,7 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		j->progress_bytes = bytes;
 		list = json_array();
-		for (i = 0; i < j->nitems; i++) {
-			it = &j->items[i];
-			if (it->transfer == NULL)
-				continue;
+		TAILQ_FOREACH(it, &j->inflight, inflight_entry) {
 			p = json_pack("{sIsI}", "n", (json_int_t)it->n, "bytes",
 			    (json_int_t)transfer_bytes(it->transfer));
 			if (transfer_size(it->transfer) >= 0)
@@ -352,14 +369,8 @@ item_json(struct item *it)
 		json_object_set_new(
 		    o, "http_status", json_integer(it->http_status));
 	json_object_set_new(o, "attempts", json_integer(it->attempts));
-	if (it->retry_ev != NULL && it->state == ITEM_QUEUED) {
-		char at[32];
-		struct tm tm;
-
-		gmtime_r(&it->retry_at, &tm);
-		strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
-		json_object_set_new(o, "retry_at", json_string(at));
-	}
+	if (it->retry_ev != NULL && it->state == ITEM_QUEUED)
+		json_object_set_new(o, "retry_at", job_time_json(it->retry_at));
 	if (it->skipped)
 		json_object_set_new(o, "skipped", json_true());
 	if (it->error != NULL)
@@ -372,16 +383,12 @@ json_t *
 job_json(struct job *j, int with_items)
 {
 	json_t *o, *items;
-	char created[32];
-	struct tm tm;
 	size_t i;
 
-	gmtime_r(&j->created, &tm);
-	strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tm);
 	o = json_object();
 	json_object_set_new(o, "id", json_integer((json_int_t)j->id));
 	json_object_set_new(o, "state", json_string(job_state_names[j->state]));
-	json_object_set_new(o, "created", json_string(created));
+	json_object_set_new(o, "created", job_time_json(j->created));
 	json_object_set_new(o, "total", json_integer((json_int_t)j->nitems));
 	json_object_set_new(
 	    o, "queued", json_integer((json_int_t)j->count[ITEM_QUEUED]));
@@ -671,7 +678,7 @@ item_done(void *arg, const struct fetch_result *res)
 	struct job *j = it->job;
 	struct jobs *js = j->jobs;
 
-	it->transfer = NULL;
+	item_set_transfer(it, NULL);
 	if (it->transferring) {
 		it->transferring = 0;
 		js->transfers--;
@@ -799,7 +806,8 @@ item_start(struct item *it)
 	req.part = it->part;
 	req.offset = it->part_size;
 	req.validator = it->validator;
-	it->transfer = fetch_start(j->jobs->fetcher, &req, &item_ops, it);
+	item_set_transfer(
+	    it, fetch_start(j->jobs->fetcher, &req, &item_ops, it));
 	if (it->transfer != NULL) {
 		it->transferring = 1;
 		j->jobs->transfers++;
@@ -858,6 +866,7 @@ job_new(struct jobs *js, unsigned long long id, size_t nitems)
 	j->state = JOB_QUEUED;
 	TAILQ_INIT(&j->watches);
 	TAILQ_INIT(&j->runq);
+	TAILQ_INIT(&j->inflight);
 	j->nitems = nitems;
 	j->items = xcalloc(nitems, sizeof *j->items);
 	for (i = 0; i < nitems; i++) {
@@ -1316,7 +1325,7 @@ job_cancel(struct job *j)
 			/* A job's bytes stay the sum of its items' bytes. */
 			it->bytes = transfer_bytes(it->transfer);
 			fetch_cancel(it->transfer);
-			it->transfer = NULL;
+			item_set_transfer(it, NULL);
 			if (it->transferring) {
 				it->transferring = 0;
 				j->jobs->transfers--;
@@ -1401,17 +1410,16 @@ jobs_stop_intake(struct jobs *js)
 void
 jobs_suspend_all(struct jobs *js)
 {
+	struct item *it, *tmp;
 	struct job *j;
-	size_t i, k;
+	size_t k;
 
 	js->stopping = 1;
 	for (k = 0; k < js->njobs; k++) {
-		if ((j = js->all[k]) == NULL || j->count[ITEM_ACTIVE] == 0)
+		if ((j = js->all[k]) == NULL)
 			continue;
-		for (i = 0; i < j->nitems; i++) {
-			if (j->items[i].transfer != NULL)
-				fetch_suspend(j->items[i].transfer);
-		}
+		TAILQ_FOREACH_SAFE(it, &j->inflight, inflight_entry, tmp)
+			fetch_suspend(it->transfer);
 	}
 }
 
