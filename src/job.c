@@ -7,6 +7,8 @@
  * holding no slot while it waits. Every job and every item's end is kept
  * in the store, so a restart carries on where the daemon stopped.
  */
+#include <sys/time.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +165,16 @@ job_bytes(struct job *j)
 	TAILQ_FOREACH(it, &j->inflight, inflight_entry)
 		bytes += transfer_bytes(it->transfer);
 	return bytes;
+}
+
+/* Wall-clock milliseconds, for retry times that outlive the process. */
+static long long
+job_now_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* A time as RFC 3339 in UTC. */
@@ -662,7 +674,8 @@ item_schedule_retry(struct item *it, long retry_after)
 	ms = item_backoff(it, retry_after);
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
-	it->retry_at = time(NULL) + tv.tv_sec;
+	/* Rounded up: a restart must never bring the retry forward. */
+	it->retry_at = (time_t)((job_now_ms() + ms + 999) / 1000);
 	it->retry_ev = evtimer_new(it->job->jobs->base, item_retry_cb, it);
 	evtimer_add(it->retry_ev, &tv);
 	log_info("job %llu item %lu: attempt %d failed (%s), retry in %ld ms%s",
@@ -988,19 +1001,20 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 static void
 item_restart_queued(struct item *it)
 {
-	struct timeval tv = { 0, 0 };
-	time_t now = time(NULL);
+	struct timeval tv;
+	long long wait = (long long)it->retry_at * 1000 - job_now_ms();
 
-	if (it->retry_at <= now) {
+	if (it->retry_at == 0 || wait <= 0) {
 		it->retry_at = 0;
 		item_make_runnable(it);
 		return;
 	}
-	tv.tv_sec = it->retry_at - now;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
 	it->retry_ev = evtimer_new(it->job->jobs->base, item_retry_cb, it);
 	evtimer_add(it->retry_ev, &tv);
-	log_info("job %llu item %lu: waiting %lld s more for its retry",
-	    it->job->id, it->n, (long long)tv.tv_sec);
+	log_info("job %llu item %lu: waiting %lld ms more for its retry",
+	    it->job->id, it->n, wait);
 }
 
 /* Restart: the item turned out done, with bytes in its final file. */
