@@ -369,6 +369,14 @@ class Origin:
         eq(self.proc.returncode, 0, "origin exit status")
 
 
+def corpus_origin(small=0):
+    """A fresh corpus of real images and an Origin serving it:
+    (origin, files as make_corpus returns them, the corpus root)."""
+    root = fresh_dir("origin")
+    files = make_corpus(root, small=small)
+    return Origin(root), files, root
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     """http.client over a Unix stream socket."""
 

@@ -26,9 +26,7 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?"
 
 def setup():
     global O, D, ROOT, FILES
-    ROOT = harness.fresh_dir("origin")
-    FILES = harness.make_corpus(ROOT)
-    O = harness.Origin(ROOT)
+    O, FILES, ROOT = harness.corpus_origin()
     D = harness.Daemon(harness.fresh_dir("main"), headers=["X-Conf: one"],
                        max_request_body=MAX_BODY, max_item_size=MAX_ITEM)
 

@@ -16,9 +16,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (Daemon, Origin, binary, check, eq, file_sha256,  # noqa: E402
-                     fresh_dir, make_corpus, read_file, run,
-                     stream_sha256)
+from harness import (Daemon, binary, check, corpus_origin, eq,  # noqa: E402
+                     file_sha256, fresh_dir, read_file, run, stream_sha256)
 
 origin = None
 daemon = None
@@ -33,9 +32,7 @@ PROGRESS = re.compile(r"^job \d+: \d+/\d+ done, \d+ failed, [0-9.]+ \w*B, "
 
 def setup():
     global origin, daemon, corpus
-    root = fresh_dir("origin")
-    corpus = make_corpus(root)
-    origin = Origin(root)
+    origin, corpus, _root = corpus_origin()
     daemon = Daemon(fresh_dir("daemon"))
 
 

@@ -11,9 +11,7 @@ FILES = {}
 
 def setup():
     global O, FILES
-    root = harness.fresh_dir("origin")
-    FILES = harness.make_corpus(root)
-    O = harness.Origin(root)
+    O, FILES, _root = harness.corpus_origin()
 
 
 def teardown():

@@ -12,9 +12,7 @@ BIG = 2000
 
 def setup():
     global O, FILES
-    root = harness.fresh_dir("origin")
-    FILES = harness.make_corpus(root, small=BIG)
-    O = harness.Origin(root)
+    O, FILES, _root = harness.corpus_origin(small=BIG)
 
 
 def teardown():

@@ -27,9 +27,7 @@ GROWING = 40000000  # a chunked body far over MAX_ITEM (and socket buffers)
 
 def setup():
     global O, D, ROOT, FILES
-    ROOT = harness.fresh_dir("origin")
-    FILES = harness.make_corpus(ROOT)
-    O = harness.Origin(ROOT)
+    O, FILES, ROOT = harness.corpus_origin()
     D = harness.Daemon(harness.fresh_dir("main"), retries=RETRIES,
                        retry_delay=50, retry_delay_max=200,
                        retry_after_max=5, max_redirects=5,

@@ -21,9 +21,7 @@ FD = re.compile(r"^(AT_FDCWD|-?\d+)(?:<(.*)>)?$", re.S)
 
 def setup():
     global O, FILES
-    root = harness.fresh_dir("origin")
-    FILES = harness.make_corpus(root)
-    O = harness.Origin(root)
+    O, FILES, _root = harness.corpus_origin()
 
 
 def teardown():

@@ -38,9 +38,7 @@ CORPUS = None
 
 def setup():
     global O, CORPUS
-    root = harness.fresh_dir("origin")
-    CORPUS = harness.make_corpus(root, small=100)
-    O = harness.Origin(root)
+    O, CORPUS, _root = harness.corpus_origin(small=100)
 
 
 def teardown():

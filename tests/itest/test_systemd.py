@@ -28,9 +28,7 @@ SRCDIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
 def setup():
     global O, FILES
-    root = harness.fresh_dir("origin")
-    FILES = harness.make_corpus(root)
-    O = harness.Origin(root)
+    O, FILES, _root = harness.corpus_origin()
 
 
 def teardown():
