@@ -5,10 +5,11 @@
  * restarted daemon can carry on where it stopped. The database is
  * DIR/imgfetchd.db in WAL mode with synchronous=NORMAL: a commit survives a
  * kill -9 of the process (not a power cut before the next checkpoint), and
- * fsync is paid only at checkpoints. DIR/imgfetchd.lock carries an
- * exclusive flock for as long as the store is open, so a second daemon on
- * the same directory fails at start-up instead of corrupting the first
- * one's view of the jobs.
+ * fsync is paid only at checkpoints. It is opened through sqlvfs.c, which
+ * hands each transaction's WAL frames to the kernel in one write.
+ * DIR/imgfetchd.lock carries an exclusive flock for as long as the store is
+ * open, so a second daemon on the same directory fails at start-up instead
+ * of corrupting the first one's view of the jobs.
  *
  * Schema (PRAGMA user_version = STORE_SCHEMA_VERSION):
  *   jobs(id, created, finished, state, dir, name, headers)
@@ -66,6 +67,7 @@
 #include <sqlite3.h>
 
 #include "log.h"
+#include "sqlvfs.h"
 #include "store.h"
 #include "xmalloc.h"
 
@@ -353,7 +355,8 @@ store_open_db(struct store *s, char **cause)
 	flags |= SQLITE_OPEN_NOFOLLOW;
 #endif
 	xasprintf(&path, "%s/%s", s->dir, STORE_DB_NAME);
-	rc = sqlite3_open_v2(path, &s->db, flags, NULL);
+	/* sqlvfs gathers the WAL's writes; without it, the default VFS. */
+	rc = sqlite3_open_v2(path, &s->db, flags, sqlvfs_name());
 	if (rc != SQLITE_OK) {
 		store_cause(cause, s->dir, "%s: %s", path,
 		    s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
