@@ -156,6 +156,7 @@ static void
 api_error(struct evhttp_request *req, int code, const char *fmt, ...)
 {
 	va_list ap;
+	json_t *obj;
 	char *msg;
 
 	va_start(ap, fmt);
@@ -166,7 +167,10 @@ api_error(struct evhttp_request *req, int code, const char *fmt, ...)
 	    evhttp_request_get_command(req) == EVHTTP_REQ_GET ? "GET"
 							      : "request",
 	    evhttp_request_get_uri(req), code, msg);
-	api_reply(req, code, json_pack("{ss}", "error", msg));
+	/* msg may quote a decoded query, which need not be UTF-8. */
+	if ((obj = json_pack("{ss}", "error", msg)) == NULL)
+		obj = json_pack("{ss}", "error", "request is not valid UTF-8");
+	api_reply(req, code, obj);
 	free(msg);
 }
 
@@ -396,13 +400,42 @@ api_stream_cb(void *arg, json_t *ev, int last)
 	}
 }
 
+/* Parse ?items= of an events request; 0, or -1 with a 400 sent. */
+static int
+api_events_items(struct evhttp_request *req, enum job_items *items)
+{
+	static const char *const known[] = { "items", NULL };
+	struct evkeyvalq q;
+	const char *value;
+	int rc = 0;
+
+	if (api_query(req, &q, known) == -1)
+		return -1;
+	value = evhttp_find_header(&q, "items");
+	if (value == NULL || strcmp(value, "all") == 0)
+		*items = JOB_ITEMS_ALL;
+	else if (strcmp(value, "failed") == 0)
+		*items = JOB_ITEMS_FAILED;
+	else if (strcmp(value, "none") == 0)
+		*items = JOB_ITEMS_NONE;
+	else {
+		api_error(req, 400, "items: must be all, failed or none");
+		rc = -1;
+	}
+	evhttp_clear_headers(&q);
+	return rc;
+}
+
 /* GET /v1/jobs/ID/events */
 static void
 api_get_events(struct api_conn *conn, struct evhttp_request *req, struct job *j)
 {
 	struct api_stream *s;
+	enum job_items items;
 	json_t *ev;
 
+	if (api_events_items(req, &items) == -1)
+		return;
 	s = xcalloc(1, sizeof *s);
 	s->req = req;
 	s->conn = conn;
@@ -419,7 +452,7 @@ api_get_events(struct api_conn *conn, struct evhttp_request *req, struct job *j)
 		api_stream_end(s);
 		return;
 	}
-	s->watch = job_watch(j, api_stream_cb, s);
+	s->watch = job_watch(j, items, api_stream_cb, s);
 	conn->stream = s;
 }
 

@@ -83,6 +83,7 @@ TAILQ_HEAD(item_queue, item);
 
 struct job_watch {
 	struct job *job;
+	enum job_items items; /* which item events it wants */
 	job_watch_cb cb;
 	void *arg;
 	TAILQ_ENTRY(job_watch) entry;
@@ -494,17 +495,37 @@ job_emit(struct job *j, json_t *ev, int last)
 	}
 }
 
-/* Tell watchers an item changed state. */
+/* Whether a watch wants the event of the item's state change. */
+static int
+item_wanted(struct item *it, struct job_watch *w)
+{
+	switch (w->items) {
+	case JOB_ITEMS_ALL:
+		return 1;
+	case JOB_ITEMS_FAILED:
+		return it->state == ITEM_FAILED || it->state == ITEM_CANCELLED;
+	case JOB_ITEMS_NONE:
+		break;
+	}
+	return 0;
+}
+
+/* Tell the watchers that want it that an item changed state. */
 static void
 item_emit(struct item *it)
 {
-	json_t *ev;
+	struct job_watch *w, *tmp;
+	json_t *ev = NULL;
 
-	if (TAILQ_EMPTY(&it->job->watches))
-		return;
-	ev = json_pack("{sssIso}", "event", "item", "job",
-	    (json_int_t)it->job->id, "item", item_json(it));
-	job_emit(it->job, ev, 0);
+	/* The event is built only once a watcher wants it. */
+	TAILQ_FOREACH_SAFE(w, &it->job->watches, entry, tmp) {
+		if (!item_wanted(it, w))
+			continue;
+		if (ev == NULL)
+			ev = json_pack("{sssIso}", "event", "item", "job",
+			    (json_int_t)it->job->id, "item", item_json(it));
+		w->cb(w->arg, ev, 0);
+	}
 	json_decref(ev);
 }
 
@@ -1467,12 +1488,13 @@ jobs_active(struct jobs *js)
 
 /* Follow a job's events. */
 struct job_watch *
-job_watch(struct job *j, job_watch_cb cb, void *arg)
+job_watch(struct job *j, enum job_items items, job_watch_cb cb, void *arg)
 {
 	struct job_watch *w;
 
 	w = xcalloc(1, sizeof *w);
 	w->job = j;
+	w->items = items;
 	w->cb = cb;
 	w->arg = arg;
 	if (TAILQ_EMPTY(&j->watches))

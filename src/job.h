@@ -61,13 +61,22 @@ void job_cancel(struct job *);
 /* Cancel, then call cb (from the loop) once the store has it too. */
 void job_cancel_stored(struct job *, jobs_accept_cb cb, void *arg);
 
+/* Which {"event": "item"} events a watch gets. */
+enum job_items {
+	JOB_ITEMS_ALL, /* every item state change */
+	JOB_ITEMS_FAILED, /* only items that end failed or cancelled */
+	JOB_ITEMS_NONE
+};
+
 /*
  * Follow a job's events. The callback gets each event object (borrowed);
  * last is set on the final {"event": "job"} event, after which the watch
- * is gone. Only for jobs that have not ended.
+ * is gone. Only for jobs that have not ended. Progress and the final event
+ * go to every watch; item events only as items asks.
  */
 typedef void (*job_watch_cb)(void *arg, json_t *event, int last);
-struct job_watch *job_watch(struct job *, job_watch_cb, void *arg);
+struct job_watch *job_watch(
+    struct job *, enum job_items items, job_watch_cb, void *arg);
 void job_unwatch(struct job_watch *);
 
 #endif

@@ -599,11 +599,12 @@ class Daemon:
                                      % (jid, timeout, brief))
             time.sleep(interval)
 
-    def events(self, jid, timeout=30):
-        """Open /v1/jobs/ID/events; returns (connection, response).
-        Read events with read_event(response)."""
+    def events(self, jid, timeout=30, query=""):
+        """Open /v1/jobs/ID/events (query, e.g. "?items=failed", appended);
+        returns (connection, response). Read events with
+        read_event(response)."""
         c = self.connection(timeout)
-        c.request("GET", "/v1/jobs/%d/events" % jid)
+        c.request("GET", "/v1/jobs/%d/events%s" % (jid, query))
         return c, c.getresponse()
 
     def _forget(self):

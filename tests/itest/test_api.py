@@ -677,6 +677,73 @@ def test_events_client_disconnects():
     eq(D.api("GET", "/v1/status")[0], 200, "status after disconnects")
 
 
+def test_events_items_filter():
+    # Done and failing items, all still running when the streams open.
+    urls = [url("/files/a.png?delay=400"), url("/status/404?delay=500"),
+            url("/files/b.png?delay=600"), url("/status/410?delay=700"),
+            url("/files/a.png?delay=800")]
+    jid = D.submit(urls, dir="events4", name="{n}.png")["id"]
+    streams = {q: D.events(jid, query=q)
+               for q in ("", "?items=all", "?items=failed", "?items=none")}
+    got = {}
+    try:
+        for q, (conn, resp) in streams.items():
+            eq(resp.status, 200, "events%s status" % q)
+            got[q] = read_all_events(resp)
+    finally:
+        for conn, _resp in streams.values():
+            conn.close()
+    want = {0: "done", 1: "failed", 2: "done", 3: "failed", 4: "done"}
+    for q, events in got.items():
+        check(events, "no events%s" % q)
+        eq(events[0].get("event"), "snapshot", "events%s first" % q)
+        eq(events[-1].get("event"), "job", "events%s last" % q)
+        last = events[-1]["job"]
+        eq((last.get("state"), last.get("done"), last.get("failed")),
+           ("failed", 3, 2), "events%s final state, done, failed" % q)
+        eq({i["n"]: i["state"] for i in last["items"]}, want,
+           "events%s final items" % q)
+        for e in events:
+            check(e.get("event") in ("snapshot", "item", "progress", "job"),
+                  "events%s: unknown event %r" % (q, e.get("event")))
+    for q in ("", "?items=all"):
+        final_state = {e["item"]["n"]: e["item"]["state"]
+                       for e in got[q] if e["event"] == "item"}
+        eq(final_state, want, "events%s: last item event per item" % q)
+    failed = [e["item"] for e in got["?items=failed"]
+              if e["event"] == "item"]
+    eq(sorted((i["n"], i["state"]) for i in failed),
+       [(1, "failed"), (3, "failed")],
+       "items=failed: one item event for each failed item, none for done")
+    eq([e for e in got["?items=none"] if e["event"] == "item"], [],
+       "items=none: item events")
+
+    # A cancelled item ends the way a failed one does.
+    jid = D.submit([url("/files/a.png?delay=200"),
+                    url("/files/b.png?delay=20000")], dir="events5")["id"]
+    conn, resp = D.events(jid, query="?items=failed")
+    try:
+        eq(resp.status, 200, "events?items=failed status")
+        harness.wait_for(lambda: D.job(jid)["done"] == 1, 10,
+                         what="item 0 of job %d done" % jid)
+        eq(D.api("DELETE", "/v1/jobs/%d" % jid)[0], 200, "DELETE status")
+        events = read_all_events(resp)
+    finally:
+        conn.close()
+    eq(events[-1].get("event"), "job", "last event")
+    eq(events[-1]["job"].get("state"), "cancelled", "final job state")
+    eq([(e["item"]["n"], e["item"]["state"]) for e in events
+        if e["event"] == "item"], [(1, "cancelled")],
+       "items=failed: item events of a cancelled job")
+
+    for query, mention in (("?items=bogus", "items"), ("?items=", "items"),
+                           ("?items=ALL", "items"), ("?items=%ff", "items"),
+                           ("?colour=red", "colour")):
+        status, hdrs, data = D.api("GET", "/v1/jobs/%d/events%s"
+                                   % (jid, query))
+        check_error(status, hdrs, data, 400, "events" + query, mention)
+
+
 # ------------------------------------------------------------ listing
 
 def cancelled_job():
@@ -714,6 +781,9 @@ def test_list_jobs():
         eq(got, want, "?state=%s" % state)
     status, hdrs, data = D.api("GET", "/v1/jobs?state=sleeping")
     check_error(status, hdrs, data, 400, "?state=sleeping")
+    # The error quotes the value, which is not UTF-8 here.
+    status, hdrs, data = D.api("GET", "/v1/jobs?state=%ff")
+    check_error(status, hdrs, data, 400, "?state=%ff", "UTF-8")
 
 
 def test_status_counters():
