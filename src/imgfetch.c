@@ -84,6 +84,7 @@ struct client {
 	CURL *curl;
 	char errbuf[CURL_ERROR_SIZE];
 	int json;
+	int quiet; /* no progress, no line per done item */
 };
 
 /* Bytes seen at one moment, for the rate. */
@@ -103,6 +104,7 @@ struct watch {
 	char drawn[1024]; /* the bar as last drawn */
 	int lines; /* plain progress lines on stdout */
 	int ended_lines; /* a line for every item that ends, not just failed */
+	const char *items; /* the item events asked of the stream */
 
 	long status; /* HTTP status of the stream */
 	struct buf line; /* partial events line */
@@ -593,7 +595,9 @@ watch_init(struct watch *w, struct client *c, long long id)
 	w->client = c;
 	w->id = id;
 	if (c->json) {
+		/* All it shows is the final job event. */
 		w->quiet = 1;
+		w->items = "none";
 		return;
 	}
 	if (isatty(STDERR_FILENO))
@@ -603,6 +607,14 @@ watch_init(struct watch *w, struct client *c, long long id)
 	else
 		w->lines = 1;
 	w->ended_lines = !isatty(STDOUT_FILENO);
+	if (c->quiet) {
+		/* Failed items and the summary only. */
+		w->bar = NULL;
+		w->lines = 0;
+		w->ended_lines = 0;
+	}
+	/* Without their lines, done items need no event of their own. */
+	w->items = w->ended_lines ? "all" : "failed";
 }
 
 /* Free what the watch holds. */
@@ -993,7 +1005,8 @@ watch_stream(struct watch *w)
 	w->line.len = 0;
 	w->line.full = 0;
 	w->error.len = 0;
-	snprintf(path, sizeof path, "/jobs/%lld/events", w->id);
+	snprintf(
+	    path, sizeof path, "/jobs/%lld/events?items=%s", w->id, w->items);
 	client_setup(c, "GET", path);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, watch_write);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, w);
@@ -1481,7 +1494,8 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: imgfetch [--socket PATH] [--json] COMMAND [ARGS]\n"
+	    "usage: imgfetch [--socket PATH] [--json] [--quiet] COMMAND "
+	    "[ARGS]\n"
 	    "       imgfetch add URL... [-f FILE|-] [--dir DIR]\n"
 	    "                [--name TEMPLATE] [--wait]\n"
 	    "                [--header 'Name: value']...\n"
@@ -1517,6 +1531,8 @@ help(void)
 	    "  -n, --name TEMPLATE   file name template\n"
 	    "  -H, --header 'N: v'   send this request header with every URL\n"
 	    "  -w, --wait            after add, wait for the job to end\n"
+	    "  -q, --quiet           waiting: no progress and no line per\n"
+	    "                        done item, only failures and the end\n"
 	    "      --state STATE     ls: only jobs in STATE\n"
 	    "  -h, --help            show this help\n"
 	    "  -V, --version         show the version\n"
@@ -1568,6 +1584,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "name", required_argument, NULL, 'n' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "state", required_argument, NULL, OPT_STATE },
 		{ "version", no_argument, NULL, 'V' },
@@ -1578,7 +1595,8 @@ main(int argc, char **argv)
 	const char *sockopt = NULL;
 	char *sock = NULL;
 	long long id = -1;
-	int ch, json = 0, wait = 0, used = 0, allowed, rv = EXIT_ERROR;
+	int ch, json = 0, quiet = 0, wait = 0, used = 0, allowed;
+	int rv = EXIT_ERROR;
 	size_t i;
 
 	memset(&urls, 0, sizeof urls);
@@ -1588,7 +1606,7 @@ main(int argc, char **argv)
 
 	opterr = 0;
 	while ((ch = getopt_long(
-		    argc, argv, ":d:f:H:hjn:s:Vw", longopts, NULL)) != -1) {
+		    argc, argv, ":d:f:H:hjn:qs:Vw", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd':
 			dir = optarg;
@@ -1630,6 +1648,9 @@ main(int argc, char **argv)
 			printf("imgfetch %s\n", IMGFETCHD_VERSION);
 			rv = EXIT_DONE;
 			goto out;
+		case 'q':
+			quiet = 1;
+			break;
 		case 'w':
 			wait = 1;
 			used |= OPT_ADD;
@@ -1708,6 +1729,7 @@ main(int argc, char **argv)
 	sock = socket_choose(sockopt);
 	if (client_init(&client, sock, json) != 0)
 		goto cleanup;
+	client.quiet = quiet;
 	if (strcmp(cmd, "add") == 0)
 		rv = cmd_add(&client, &urls, dir, name, &headers, wait);
 	else if (strcmp(cmd, "status") == 0)

@@ -734,7 +734,7 @@ def run_imgfetchd(bench, daemon, wl, tag):
     with open(errpath, "wb") as err:
         rc, wall, ccpu, crss = run_measured(
             [bench.imgfetch, "--socket", daemon.sock, "add", "-f", wl.list,
-             "--dir", rel, "--name", "{name}", "--wait"],
+             "--dir", rel, "--name", "{name}", "--wait", "--quiet"],
             bench.run_timeout, stderr=err)
     cpu = daemon.cpu() - cpu0 + ccpu
     rss = daemon.status_kib("VmHWM") if reset else None
@@ -1104,7 +1104,7 @@ class Bench:
         out.append("- run outputs: %s, each run's deleted once checked"
                    % self.out_where)
         out.append("- time: wall from start to exit of the contender "
-                   "(imgfetchd: `imgfetch add -f LIST --wait`, daemon "
+                   "(imgfetchd: `imgfetch add -f LIST --wait --quiet`, daemon "
                    "already running); CPU: user+sys of its processes "
                    "(imgfetchd: daemon delta + client); peak RSS: imgfetchd "
                    "daemon's VmHWM (reset before each run), else the "
@@ -1317,9 +1317,9 @@ def parse_args(argv):
                    default="auto", help="who delays (b): nginx's echo "
                    "module when installed (auto), or tests/origin")
     p.add_argument("--no-slowdisk", action="store_true")
-    p.add_argument("--slowdisk-workers", default="4,64",
+    p.add_argument("--slowdisk-workers", default="4,64,256",
                    help="writer thread counts for the slow-disk run "
-                   "(default 4,64)")
+                   "(default 4,64,256)")
     p.add_argument("--slowdisk-ms", type=int, default=100,
                    help="delay per file write (default 100)")
     p.add_argument("--poll-ms", type=int, default=10)

@@ -123,6 +123,28 @@ def test_add_wait_failure():
     eq((m.group(3), m.group(5)), ("1", "1"), "done and failed counts")
 
 
+def test_add_wait_quiet():
+    good = [origin.url("/files/a.png"), origin.url("/files/b.png")]
+    bad = origin.url("/files/missing.png")
+    rc, out, err = cli("add", *good, bad, "--dir", "cli/quiet", "--wait",
+                       "--quiet")
+    eq(rc, 1, "exit status with a 404 item (stderr %r)" % err)
+    check(re.search(r"^failed 2 %s: .+" % re.escape(bad), out, re.M),
+          "no 'failed 2 URL: error' line in %r" % out)
+    check(not re.search(r"^done ", out, re.M),
+          "--quiet printed a line per done item: %r" % out)
+    m = summary(out)
+    eq(m.group(2), "failed", "final state")
+    eq((m.group(3), m.group(5)), ("2", "1"), "done and failed counts")
+    # Nothing but the job id, the failure and the summary.
+    eq(len(out.strip().splitlines()), 3, "lines of %r" % out)
+    job = daemon.job(job_id(out))
+    for item, f in zip(job["items"][:2], ["a.png", "b.png"]):
+        eq(item["state"], "done", "state of item %d" % item["n"])
+        check(read_file(daemon.path(item["path"])) == corpus[f],
+              "item %d: file differs from the origin's" % item["n"])
+
+
 def test_urls_from_stdin_and_file():
     text = ("# images\n\n" + origin.url("/files/a.png") + "\n"
             "   " + origin.url("/files/b.png") + "  \r\n"
