@@ -68,7 +68,7 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(socket_mode, CONFIG_INT) },
 	{ "download_dir", CONFIG_STRING, 1, PATH_MAX - 1,
 	    CONFIG_FIELD(download_dir, CONFIG_OTHER) },
-	{ "workers", CONFIG_INTEGER, 1, 64, CONFIG_FIELD(workers, CONFIG_INT) },
+	{ "workers", CONFIG_INTEGER, 1, 256, CONFIG_FIELD(workers, CONFIG_INT) },
 	{ "max_transfers", CONFIG_INTEGER, 1, 10000,
 	    CONFIG_FIELD(max_transfers, CONFIG_INT) },
 	{ "max_host_connections", CONFIG_INTEGER, 0, 10000,

@@ -23,7 +23,7 @@
 /* New items start only while the writer holds less than this unwritten ... */
 #define WRITER_BACKLOG_BYTES (32 * 1024 * 1024)
 /* ... and fewer than max_transfers times this items are still active. */
-#define FINISHING_FACTOR 4
+#define FINISHING_FACTOR 8
 
 /* Events streams carry progress no more often than this. */
 #define PROGRESS_INTERVAL_MS 250

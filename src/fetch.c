@@ -35,7 +35,7 @@
 
 struct transfer {
 	struct fetcher *fetcher;
-	CURL *easy;
+	CURL *easy; /* NULL once libcurl is done with the transfer */
 	struct curl_slist *headers;
 	char errbuf[CURL_ERROR_SIZE];
 	const struct transfer_ops *ops; /* NULL once cancelled */
@@ -50,6 +50,7 @@ struct transfer {
 
 	/* What the response said. */
 	long status;
+	long retry_after; /* seconds from Retry-After, or -1 */
 	char *etag;
 	char *last_modified;
 	long long range_start; /* from Content-Range, -1 if none */
@@ -244,6 +245,22 @@ fetcher_reconfigure(struct fetcher *fe)
 		curl_easy_cleanup(fe->idle[--fe->nidle]);
 }
 
+/* Give the transfer's handle, out of the multi, back for reuse. */
+static void
+transfer_put_easy(struct transfer *t)
+{
+	struct fetcher *fe = t->fetcher;
+
+	if (t->easy == NULL)
+		return;
+	if (fe->nidle < fe->idle_max) {
+		curl_easy_reset(t->easy);
+		fe->idle[fe->nidle++] = t->easy;
+	} else
+		curl_easy_cleanup(t->easy);
+	t->easy = NULL;
+}
+
 /* Free a transfer that has no file and no handle in the multi. */
 static void
 transfer_free(struct transfer *t)
@@ -252,11 +269,7 @@ transfer_free(struct transfer *t)
 
 	TAILQ_REMOVE(&fe->transfers, t, entry);
 	fe->busy--;
-	if (fe->nidle < fe->idle_max) {
-		curl_easy_reset(t->easy);
-		fe->idle[fe->nidle++] = t->easy;
-	} else
-		curl_easy_cleanup(t->easy);
+	transfer_put_easy(t);
 	curl_slist_free_all(t->headers);
 	free(t->path);
 	free(t->part);
@@ -324,7 +337,6 @@ static void
 transfer_finish(struct transfer *t, int ok, const char *path, int skipped)
 {
 	struct fetch_result res;
-	curl_off_t ra = -1;
 
 	if (t->ops != NULL) {
 		memset(&res, 0, sizeof res);
@@ -344,10 +356,7 @@ transfer_finish(struct transfer *t, int ok, const char *path, int skipped)
 			    ? transfer_validator(t)
 			    : t->validator;
 		}
-		if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &ra) ==
-			CURLE_OK &&
-		    ra > 0)
-			res.retry_after = (long)ra;
+		res.retry_after = t->retry_after;
 		t->ops->done(t->arg, &res);
 	}
 	transfer_free(t);
@@ -658,8 +667,13 @@ transfer_close_file(struct transfer *t)
 static void
 transfer_curl_done(struct transfer *t, CURLcode result)
 {
+	curl_off_t ra = -1;
+
 	transfer_detach(t);
 	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+	if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK &&
+	    ra > 0)
+		t->retry_after = (long)ra;
 	if (result != CURLE_OK) {
 		if (result == CURLE_HTTP_RETURNED_ERROR && t->status == 416 &&
 		    t->want_offset > 0) {
@@ -687,6 +701,11 @@ transfer_curl_done(struct transfer *t, CURLcode result)
 		transfer_finish(t, 0, NULL, 0);
 		return;
 	}
+	/*
+	 * The network part is over: the handle goes back now, not when the
+	 * file is in place, so items still being written hold none.
+	 */
+	transfer_put_easy(t);
 	if (t->error != NULL) {
 		transfer_close_file(t);
 		return;
@@ -783,6 +802,7 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	size_t i;
 
 	t = xcalloc(1, sizeof *t);
+	t->retry_after = -1;
 	t->fetcher = fe;
 	t->ops = ops;
 	t->arg = arg;

@@ -130,7 +130,7 @@ test_valid(void)
 	config_finish(&c);
 
 	if (load_ok(&c, "data/configs/valid-syntax.conf", __LINE__) == 0) {
-		CHECK_INT(c.workers, 64);
+		CHECK_INT(c.workers, 256);
 		CHECK_INT(c.max_transfers, 1);
 		CHECK_INT(c.max_host_connections, 10000);
 		CHECK_INT(c.connect_timeout, 0);
@@ -170,7 +170,7 @@ test_reload(void)
 			CHECK_STR(c.headers[1], "B: 2");
 		CHECK_STR(
 		    c.user_agent, "test-agent/1.0 (+https://example.com/bot)");
-		CHECK_INT(c.workers, 64);
+		CHECK_INT(c.workers, 256);
 		/* A failed load may change things, but leaks nothing. */
 		CHECK(config_load(&c, "data/configs/invalid-header-name.conf",
 			  &cause) == -1);
