@@ -51,6 +51,7 @@ struct api_submit {
 	struct evhttp_request *req; /* NULL once the client left */
 	struct job *job;
 	int cancel; /* a DELETE, not a POST */
+	int minimal; /* Prefer: return=minimal, the job without its items */
 	TAILQ_ENTRY(api_submit) entry;
 };
 TAILQ_HEAD(api_submit_list, api_submit);
@@ -242,7 +243,7 @@ api_submit_cb(void *arg, struct job *j, int ok)
 		log_info(
 		    "api: job %llu stored, but its client has gone", job_id(j));
 	} else if (sub->cancel)
-		api_reply(sub->req, 200, job_json(j, 1));
+		api_reply(sub->req, 200, job_json(j, JOB_ITEMS_ALL));
 	else if (ok != 0)
 		api_error(sub->req, 500,
 		    "job %llu could not be stored in the "
@@ -252,9 +253,35 @@ api_submit_cb(void *arg, struct job *j, int ok)
 		snprintf(loc, sizeof loc, API_PREFIX "/jobs/%llu", job_id(j));
 		evhttp_add_header(evhttp_request_get_output_headers(sub->req),
 		    "Location", loc);
-		api_reply(sub->req, 202, job_json(j, 1));
+		if (sub->minimal)
+			evhttp_add_header(
+			    evhttp_request_get_output_headers(sub->req),
+			    "Preference-Applied", "return=minimal");
+		api_reply(sub->req, 202,
+		    job_json(j, sub->minimal ? JOB_ITEMS_NONE : JOB_ITEMS_ALL));
 	}
 	free(sub);
+}
+
+/*
+ * Whether the request carries "Prefer: return=minimal" (RFC 7240): the
+ * reply then leaves the item list out, which for a big job is most of it.
+ */
+static int
+api_prefers_minimal(struct evhttp_request *req)
+{
+	const char *p;
+	size_t len = strlen("return=minimal");
+
+	p = evhttp_find_header(evhttp_request_get_input_headers(req), "Prefer");
+	for (; p != NULL; p = strchr(p, ',')) {
+		p += strspn(p, ", ");
+		/* strchr finds the terminating NUL too. */
+		if (strncasecmp(p, "return=minimal", len) == 0 &&
+		    strchr(",; ", p[len]) != NULL)
+			return 1;
+	}
+	return 0;
 }
 
 /* POST /v1/jobs */
@@ -317,6 +344,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 		return;
 	}
 	sub = xcalloc(1, sizeof *sub);
+	sub->minimal = api_prefers_minimal(req);
 	if ((j = jobs_submit(api->jobs, &jr, &status, &cause, api_submit_cb,
 		 sub)) == NULL) {
 		free(sub);
@@ -442,11 +470,13 @@ api_get_events(struct api_conn *conn, struct evhttp_request *req, struct job *j)
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/x-ndjson");
 	evhttp_send_reply_start(req, 200, "OK");
-	ev = json_pack("{ssso}", "event", "snapshot", "job", job_json(j, 1));
+	ev =
+	    json_pack("{ssso}", "event", "snapshot", "job", job_json(j, items));
 	api_stream_send(s, ev);
 	json_decref(ev);
 	if (job_ended(j)) {
-		ev = json_pack("{ssso}", "event", "job", "job", job_json(j, 1));
+		ev = json_pack(
+		    "{ssso}", "event", "job", "job", job_json(j, items));
 		api_stream_send(s, ev);
 		json_decref(ev);
 		api_stream_end(s);
@@ -491,10 +521,10 @@ api_job_route(
 		return;
 	}
 	if (cmd == EVHTTP_REQ_GET)
-		api_reply(req, 200, job_json(j, 1));
+		api_reply(req, 200, job_json(j, JOB_ITEMS_ALL));
 	else if (cmd == EVHTTP_REQ_DELETE) {
 		if (job_ended(j)) {
-			api_reply(req, 200, job_json(j, 1));
+			api_reply(req, 200, job_json(j, JOB_ITEMS_ALL));
 			return;
 		}
 		/* The 200 goes out once the cancel is stored: api_submit_cb. */

@@ -85,6 +85,7 @@ struct client {
 	char errbuf[CURL_ERROR_SIZE];
 	int json;
 	int quiet; /* no progress, no line per done item */
+	int minimal; /* ask a POST to leave the job's items out of its reply */
 };
 
 /* Bytes seen at one moment, for the rate. */
@@ -507,6 +508,13 @@ client_request(struct client *c, const char *method, const char *path,
 		if ((h = curl_slist_append(headers, "Expect:")) == NULL)
 			goto nomem;
 		headers = h;
+		if (c->minimal) {
+			h = curl_slist_append(
+			    headers, "Prefer: return=minimal");
+			if (h == NULL)
+				goto nomem;
+			headers = h;
+		}
 		curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)strlen(text));
@@ -1044,8 +1052,9 @@ static int
 watch_summary(struct watch *w)
 {
 	const char *state;
-	char bytes[32], cancelled[48] = "";
+	char bytes[32], cancelled[48] = "", path[64];
 	long long total, done, failed, n;
+	json_t *job;
 
 	state = field_string(w->final, "state", "?");
 	total = field_int(w->final, "total", 0);
@@ -1053,9 +1062,13 @@ watch_summary(struct watch *w)
 	failed = field_int(w->final, "failed", 0);
 	if ((n = field_int(w->final, "cancelled", 0)) > 0)
 		snprintf(cancelled, sizeof cancelled, ", %lld cancelled", n);
-	if (w->quiet)
-		output_json(w->final);
-	else {
+	if (w->quiet) {
+		/* The stream's job lists no items: print the whole job. */
+		snprintf(path, sizeof path, "/jobs/%lld", w->id);
+		job = client_call(w->client, "GET", path, NULL);
+		output_json(job != NULL ? job : w->final);
+		json_decref(job);
+	} else {
 		if (w->bar != NULL) {
 			watch_draw(w, 1);
 			fputc('\n', w->bar);
@@ -1250,7 +1263,10 @@ cmd_add(struct client *c, struct strings *urls, const char *dir,
 
 	if ((body = add_body(urls, dir, name, headers)) == NULL)
 		return EXIT_ERROR;
+	/* Only --json without --wait prints the job with its items. */
+	c->minimal = wait || !c->json;
 	reply = client_call(c, "POST", "/jobs", body);
+	c->minimal = 0;
 	json_decref(body);
 	if (reply == NULL)
 		return EXIT_ERROR;

@@ -142,7 +142,7 @@ struct jobs {
 
 static const struct transfer_ops item_ops;
 static void jobs_pump(struct jobs *);
-static void job_emit(struct job *, json_t *, int last);
+static void job_emit_end(struct job *);
 static void item_store(struct item *, int state);
 
 /* Give the item its transfer (or NULL), keeping the in-flight list. */
@@ -391,10 +391,14 @@ item_json(struct item *it)
 	return o;
 }
 
-/* The job as JSON, with or without its items. */
+/*
+ * The job as JSON with the items asked for: all, only the failed or
+ * cancelled ones, or none (no "items" member).
+ */
 json_t *
-job_json(struct job *j, int with_items)
+job_json(struct job *j, enum job_items which)
 {
+	struct item *it;
 	json_t *o, *items;
 	size_t i;
 
@@ -418,12 +422,17 @@ job_json(struct job *j, int with_items)
 	    o, "dir", json_string(j->dir != NULL ? j->dir : ""));
 	json_object_set_new(o, "name",
 	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
-	if (with_items) {
-		items = json_array();
-		for (i = 0; i < j->nitems; i++)
-			json_array_append_new(items, item_json(&j->items[i]));
-		json_object_set_new(o, "items", items);
+	if (which == JOB_ITEMS_NONE)
+		return o;
+	items = json_array();
+	for (i = 0; i < j->nitems; i++) {
+		it = &j->items[i];
+		if (which == JOB_ITEMS_FAILED && it->state != ITEM_FAILED &&
+		    it->state != ITEM_CANCELLED)
+			continue;
+		json_array_append_new(items, item_json(it));
 	}
+	json_object_set_new(o, "items", items);
 	return o;
 }
 
@@ -446,8 +455,6 @@ job_ended(struct job *j)
 static void
 job_update(struct job *j)
 {
-	json_t *ev;
-
 	if (job_ended(j))
 		return;
 	if (j->count[ITEM_QUEUED] + j->count[ITEM_ACTIVE] > 0) {
@@ -468,31 +475,35 @@ job_update(struct job *j)
 	log_info("job %llu: %s (%zu done, %zu failed, %zu cancelled of %zu)",
 	    j->id, job_state_names[j->state], j->count[ITEM_DONE],
 	    j->count[ITEM_FAILED], j->count[ITEM_CANCELLED], j->nitems);
-	ev = json_pack("{ssso}", "event", "job", "job", job_json(j, 1));
-	job_emit(j, ev, 1);
-	json_decref(ev);
+	job_emit_end(j);
 }
 
-/* Send an event to the job's watchers; the last one ends every watch. */
+/*
+ * Send the final job event to every watcher, with the items it asked for
+ * (each kind built once), and end the watches.
+ */
 static void
-job_emit(struct job *j, json_t *ev, int last)
+job_emit_end(struct job *j)
 {
-	struct job_watch *w, *tmp;
-	int watched = !TAILQ_EMPTY(&j->watches);
+	json_t *ev[JOB_ITEMS_NONE + 1] = { NULL };
+	struct job_watch *w;
+	size_t i;
 
-	TAILQ_FOREACH_SAFE(w, &j->watches, entry, tmp) {
-		if (last) {
-			TAILQ_REMOVE(&j->watches, w, entry);
-			j->jobs->nwatches--;
-		}
-		w->cb(w->arg, ev, last);
-		if (last)
-			free(w);
+	if (TAILQ_EMPTY(&j->watches))
+		return;
+	while ((w = TAILQ_FIRST(&j->watches)) != NULL) {
+		TAILQ_REMOVE(&j->watches, w, entry);
+		j->jobs->nwatches--;
+		if (ev[w->items] == NULL)
+			ev[w->items] = json_pack("{ssso}", "event", "job",
+			    "job", job_json(j, w->items));
+		w->cb(w->arg, ev[w->items], 1);
+		free(w);
 	}
-	if (last && watched) {
-		TAILQ_REMOVE(&j->jobs->watched, j, watched_entry);
-		jobs_update_tick(j->jobs);
-	}
+	for (i = 0; i <= JOB_ITEMS_NONE; i++)
+		json_decref(ev[i]);
+	TAILQ_REMOVE(&j->jobs->watched, j, watched_entry);
+	jobs_update_tick(j->jobs);
 }
 
 /* Whether a watch wants the event of the item's state change. */
@@ -1310,7 +1321,8 @@ jobs_list_json(struct jobs *js, const char *state)
 		if (js->all[i - 1] == NULL ||
 		    (want != -1 && (int)js->all[i - 1]->state != want))
 			continue;
-		json_array_append_new(list, job_json(js->all[i - 1], 0));
+		json_array_append_new(
+		    list, job_json(js->all[i - 1], JOB_ITEMS_NONE));
 	}
 	return json_pack("{so}", "jobs", list);
 }

@@ -55,24 +55,28 @@ void jobs_suspend_all(struct jobs *);
 
 unsigned long long job_id(struct job *);
 int job_ended(struct job *);
-json_t *job_json(struct job *, int with_items);
 /* Cancel: queued items dropped, active transfers stopped. */
 void job_cancel(struct job *);
 /* Cancel, then call cb (from the loop) once the store has it too. */
 void job_cancel_stored(struct job *, jobs_accept_cb cb, void *arg);
 
-/* Which {"event": "item"} events a watch gets. */
+/*
+ * Which items a job object lists, and which {"event": "item"} events a
+ * watch gets.
+ */
 enum job_items {
-	JOB_ITEMS_ALL, /* every item state change */
+	JOB_ITEMS_ALL, /* every item, every item state change */
 	JOB_ITEMS_FAILED, /* only items that end failed or cancelled */
 	JOB_ITEMS_NONE
 };
+json_t *job_json(struct job *, enum job_items);
 
 /*
  * Follow a job's events. The callback gets each event object (borrowed);
  * last is set on the final {"event": "job"} event, after which the watch
  * is gone. Only for jobs that have not ended. Progress and the final event
- * go to every watch; item events only as items asks.
+ * go to every watch; item events, and the items the final job lists, only
+ * as items asks.
  */
 typedef void (*job_watch_cb)(void *arg, json_t *event, int last);
 struct job_watch *job_watch(

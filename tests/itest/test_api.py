@@ -125,6 +125,31 @@ def test_submit_json_with_curl():
     check_item_file(D, items[1], FILES["b.png"], "curl/127.0.0.1/b.png")
 
 
+def test_submit_prefer_minimal():
+    urls = [url("/files/a.png"), url("/files/b.png"), url("/files/a.png")]
+    for prefer in ("return=minimal", "respond-async, return=minimal; x=1",
+                   "RETURN=MINIMAL"):
+        status, hdrs, job = D.api("POST", "/v1/jobs",
+                                  {"urls": urls, "dir": "minimal"},
+                                  headers={"Prefer": prefer})
+        eq(status, 202, "POST with Prefer: %s (%r)" % (prefer, job))
+        eq(hdrs.get("preference-applied"), "return=minimal",
+           "Preference-Applied for Prefer: %s" % prefer)
+        check("items" not in job, "items listed for Prefer: %s" % prefer)
+        eq(job.get("total"), 3, "total for Prefer: %s" % prefer)
+        eq(D.wait_job(job["id"])["done"], 3, "items done")
+    # Anything else gets the whole job.
+    for prefer in (None, "return=representation", "return=minimalist"):
+        status, hdrs, job = D.api(
+            "POST", "/v1/jobs", {"urls": urls, "dir": "minimal"},
+            headers={"Prefer": prefer} if prefer else None)
+        eq(status, 202, "POST with Prefer: %s (%r)" % (prefer, job))
+        check("preference-applied" not in hdrs,
+              "Preference-Applied for Prefer: %s" % prefer)
+        eq(len(job.get("items", [])), 3, "items for Prefer: %s" % prefer)
+        D.wait_job(job["id"])
+
+
 def test_submit_uri_list_with_curl():
     body = ("# pictures\n\n%s\r\n  \n# more\n%s\n"
             % (url("/files/sub/c.png"), url("/files/big.png")))
@@ -694,6 +719,10 @@ def test_events_items_filter():
         for conn, _resp in streams.values():
             conn.close()
     want = {0: "done", 1: "failed", 2: "done", 3: "failed", 4: "done"}
+    # The job objects (snapshot, final) list the items the stream asked for.
+    listed = {"": want, "?items=all": want,
+              "?items=failed": {1: "failed", 3: "failed"},
+              "?items=none": None}
     for q, events in got.items():
         check(events, "no events%s" % q)
         eq(events[0].get("event"), "snapshot", "events%s first" % q)
@@ -701,8 +730,19 @@ def test_events_items_filter():
         last = events[-1]["job"]
         eq((last.get("state"), last.get("done"), last.get("failed")),
            ("failed", 3, 2), "events%s final state, done, failed" % q)
-        eq({i["n"]: i["state"] for i in last["items"]}, want,
-           "events%s final items" % q)
+        if listed[q] is None:
+            check("items" not in last and "items" not in events[0]["job"],
+                  "events%s: job objects list items" % q)
+        else:
+            eq({i["n"]: i["state"] for i in last["items"]}, listed[q],
+               "events%s final items" % q)
+            snap = events[0]["job"]["items"]
+            if q == "?items=failed":
+                check(all(i["state"] in ("failed", "cancelled")
+                          for i in snap),
+                      "events%s: snapshot lists %r" % (q, snap))
+            else:
+                eq(len(snap), len(urls), "events%s: snapshot items" % q)
         for e in events:
             check(e.get("event") in ("snapshot", "item", "progress", "job"),
                   "events%s: unknown event %r" % (q, e.get("event")))
@@ -732,6 +772,8 @@ def test_events_items_filter():
         conn.close()
     eq(events[-1].get("event"), "job", "last event")
     eq(events[-1]["job"].get("state"), "cancelled", "final job state")
+    eq([(i["n"], i["state"]) for i in events[-1]["job"]["items"]],
+       [(1, "cancelled")], "items=failed: items of the final job")
     eq([(e["item"]["n"], e["item"]["state"]) for e in events
         if e["event"] == "item"], [(1, "cancelled")],
        "items=failed: item events of a cancelled job")

@@ -194,12 +194,16 @@ def test_json_output():
     job = json.loads(cli_ok("--json", "add", url, "--dir", "cli/json"))
     check(isinstance(job.get("id"), int), "no id in %r" % job)
     eq(job.get("total"), 1, "total of the job")
+    eq(len(job.get("items", [])), 1, "items of the added job")
     final = json.loads(cli_ok("wait", str(job["id"]), "--json"))
     eq(final.get("state"), "done", "state from wait --json")
     eq(final.get("id"), job["id"], "id from wait --json")
     final = json.loads(cli_ok("--json", "add", url, "--dir", "cli/json",
                               "--wait"))
     eq(final.get("state"), "done", "state from add --wait --json")
+    # The whole job, items and all, though the stream listed none.
+    eq([i.get("state") for i in final.get("items", [])], ["done"],
+       "items from add --wait --json")
     st = json.loads(cli_ok("--json", "status"))
     check("version" in st and "items" in st, "status: %r" % st)
     one = json.loads(cli_ok("--json", "status", str(job["id"])))
