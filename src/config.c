@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "defs.h"
@@ -131,6 +132,23 @@ static const char *const config_exists_names[] = {
 	[EXISTS_SKIP] = "skip",
 };
 
+/*
+ * Writer threads by default: one per CPU, so that small files do not cost
+ * context switches among more writers than CPUs, but at least two, so that
+ * one slow write does not hold every file up, and at most eight.
+ */
+int
+config_default_workers(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < WORKERS_DEFAULT_MIN)
+		n = WORKERS_DEFAULT_MIN;
+	if (n > WORKERS_DEFAULT_MAX)
+		n = WORKERS_DEFAULT_MAX;
+	return (int)n;
+}
+
 /* Fill in the built-in defaults. */
 void
 config_init(struct config *cfg)
@@ -145,7 +163,7 @@ config_init(struct config *cfg)
 		cfg->socket_path = xstrdup("imgfetchd.sock");
 	cfg->socket_mode = 0660;
 	cfg->download_dir = xstrdup("downloads");
-	cfg->workers = 4;
+	cfg->workers = config_default_workers();
 	cfg->max_transfers = 64;
 	cfg->max_host_connections = 0;
 	cfg->connect_timeout = 30;

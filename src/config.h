@@ -50,6 +50,11 @@ struct config {
  */
 #define config_init(c) config_defaults(c)
 
+/* Bounds of the default number of writer threads: the CPUs, within these. */
+#define WORKERS_DEFAULT_MIN 2
+#define WORKERS_DEFAULT_MAX 8
+int config_default_workers(void);
+
 /* Fill in the built-in defaults (socket under $XDG_RUNTIME_DIR, ...). */
 void config_init(struct config *);
 /*

@@ -510,11 +510,12 @@ class Daemon:
             "download_dir": self.download_dir,
             "max_transfers": concurrency,
             "max_host_connections": 0,
-            "workers": workers,
             "log_level": "warn",
             "timeout": 0,
             "queue_limit": 1000000,
         }
+        if workers is not None:
+            self.settings["workers"] = workers
         self.conf = os.path.join(self.dir, "imgfetchd.conf")
         # A private job store, where the daemon has one (older builds
         # refuse the unknown setting: then it is left out).
@@ -712,6 +713,11 @@ class Imgfetchd(Contender):
         b = self.bench
         self.daemon = Daemon(b.imgfetchd, b.tmp, b.outroot, wl.key,
                              b.concurrency, b.workers)
+        if b.default_workers is None:
+            try:
+                b.default_workers = self.daemon.status()["limits"]["workers"]
+            except (RuntimeError, OSError, KeyError, TypeError, ValueError):
+                pass
 
     def end(self, wl):
         if self.daemon is not None:
@@ -819,6 +825,7 @@ class Bench:
         self.args = args
         self.concurrency = args.concurrency
         self.workers = args.workers
+        self.default_workers = None  # read from a daemon's /v1/status
         self.run_timeout = args.run_timeout
         self.imgfetchd = built("IMGFETCHD", "imgfetchd")
         self.imgfetch = built("IMGFETCH", "imgfetch")
@@ -1095,9 +1102,13 @@ class Bench:
                                                   else ""))
         out.append("")
         out.extend(self.machine())
-        out.append("- concurrency C = %d; imgfetchd workers = %d; %d "
+        out.append("- concurrency C = %d; imgfetchd workers = %s; %d "
                    "counted run(s) after %d warm-up round(s), contenders "
-                   "interleaved" % (c, self.workers, a.runs, a.warmup))
+                   "interleaved" % (c, "%d" % self.workers
+                                    if self.workers is not None else
+                                    "the daemon's default (%s)"
+                                    % (self.default_workers or "?"),
+                                    a.runs, a.warmup))
         out.append("- origin: nginx (worker_processes 2, sendfile, "
                    "access_log off); workload (b) from %s"
                    % self.delay_origin)
@@ -1302,8 +1313,9 @@ def parse_args(argv):
                    "smoke 1)")
     p.add_argument("--warmup", type=int, help="warm-up rounds (default 1; "
                    "smoke 0)")
-    p.add_argument("--workers", type=int, default=4,
-                   help="imgfetchd writer threads (default 4)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="imgfetchd writer threads (default: the daemon's "
+                   "own, one per CPU from 2 to 8)")
     p.add_argument("--workloads", default="abc",
                    help="which of a, b, c to run (default abc)")
     p.add_argument("--contenders", default=",".join(CONTENDERS),

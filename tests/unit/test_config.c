@@ -16,7 +16,9 @@ static void
 check_defaults(const struct config *c, const char *file, int line)
 {
 	check_at(c->socket_mode == 0660 && same(c->download_dir, "downloads") &&
-		c->workers == 4 && c->max_transfers == 64 &&
+		c->workers == config_default_workers() &&
+		c->workers >= WORKERS_DEFAULT_MIN &&
+		c->workers <= WORKERS_DEFAULT_MAX && c->max_transfers == 64 &&
 		c->max_host_connections == 0 && c->connect_timeout == 30 &&
 		c->timeout == 0 && c->max_redirects == 10 &&
 		same(c->user_agent, "imgfetchd/" IMGFETCHD_VERSION) &&
