@@ -127,6 +127,8 @@ struct writer {
 	size_t backlog; /* bytes queued in ops, all files */
 	size_t nready; /* files on the ready queue */
 	int idle; /* workers waiting for work */
+	int waking; /* of those, signalled but not yet running */
+	int ncpu; /* most workers one kick wakes */
 	char *pool[CHUNK_POOL_MAX]; /* free CHUNK_SIZE buffers */
 	size_t npool;
 	struct event *done_ev;
@@ -153,6 +155,9 @@ writer_create(struct event_base *base, int rootfd, int nthreads)
 	w = xcalloc(1, sizeof *w);
 	w->rootfd = rootfd;
 	w->nthreads = nthreads;
+	w->ncpu = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (w->ncpu < 1)
+		w->ncpu = 1;
 	TAILQ_INIT(&w->ready);
 	TAILQ_INIT(&w->done);
 	pthread_mutex_init(&w->lock, NULL);
@@ -442,17 +447,33 @@ wfile_push(
 	}
 }
 
-/* Loop thread, after a pass that queued work: wake enough workers. */
+/* Wake one more idle worker if a ready file has none coming for it. */
+static int
+writer_wake_locked(struct writer *w)
+{
+	if (w->nready <= (size_t)w->waking || w->idle <= w->waking)
+		return 0;
+	w->waking++;
+	pthread_cond_signal(&w->cond);
+	return 1;
+}
+
+/*
+ * Loop thread, after a pass that queued work: wake workers, at most one
+ * per CPU. Each worker that takes a file wakes another while files wait,
+ * so a disk that blocks writers still gets a worker per file, quickly,
+ * but a fast one does not get a herd of threads fighting for two CPUs.
+ */
 static void
 writer_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct writer *w = arg;
-	size_t n;
+	int n;
 
 	w->kicked = 0;
 	pthread_mutex_lock(&w->lock);
-	for (n = 0; n < w->nready && n < (size_t)w->idle; n++)
-		pthread_cond_signal(&w->cond);
+	for (n = 0; n < w->ncpu && writer_wake_locked(w); n++)
+		;
 	pthread_mutex_unlock(&w->lock);
 }
 
@@ -1049,11 +1070,14 @@ writer_main(void *arg)
 			w->idle++;
 			pthread_cond_wait(&w->cond, &w->lock);
 			w->idle--;
+			if (w->waking > 0)
+				w->waking--;
 		}
 		if ((f = TAILQ_FIRST(&w->ready)) == NULL)
 			break;
 		TAILQ_REMOVE(&w->ready, f, ready_entry);
 		w->nready--;
+		writer_wake_locked(w);
 		f->queued = 0;
 		f->running = 1;
 		TAILQ_INIT(&ops);
