@@ -99,7 +99,7 @@ struct watch {
 	struct client *client;
 	long long id;
 
-	int quiet; /* --json: show nothing until the end */
+	int json_end; /* --json: show nothing but the final job */
 	FILE *bar; /* terminal the bar is drawn on, or NULL */
 	int bar_shown; /* the bar is on screen now */
 	char drawn[1024]; /* the bar as last drawn */
@@ -604,7 +604,7 @@ watch_init(struct watch *w, struct client *c, long long id)
 	w->id = id;
 	if (c->json) {
 		/* All it shows is the final job event. */
-		w->quiet = 1;
+		w->json_end = 1;
 		w->items = "none";
 		return;
 	}
@@ -821,7 +821,7 @@ watch_ended(struct watch *w, json_t *item)
 	n = field_int(item, "n", -1);
 	if (!watch_mark(w, n))
 		return;
-	if (w->quiet)
+	if (w->json_end)
 		return;
 	url = field_string(item, "url", "?");
 	path = field_string(item, "path", NULL);
@@ -1062,7 +1062,7 @@ watch_summary(struct watch *w)
 	failed = field_int(w->final, "failed", 0);
 	if ((n = field_int(w->final, "cancelled", 0)) > 0)
 		snprintf(cancelled, sizeof cancelled, ", %lld cancelled", n);
-	if (w->quiet) {
+	if (w->json_end) {
 		/* The stream's job lists no items: print the whole job. */
 		snprintf(path, sizeof path, "/jobs/%lld", w->id);
 		job = client_call(w->client, "GET", path, NULL);

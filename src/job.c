@@ -391,6 +391,21 @@ item_json(struct item *it)
 	return o;
 }
 
+/* Whether the item is among those asked for, in job objects and events. */
+static int
+item_listed(const struct item *it, enum job_items which)
+{
+	switch (which) {
+	case JOB_ITEMS_ALL:
+		return 1;
+	case JOB_ITEMS_FAILED:
+		return it->state == ITEM_FAILED || it->state == ITEM_CANCELLED;
+	case JOB_ITEMS_NONE:
+		break;
+	}
+	return 0;
+}
+
 /*
  * The job as JSON with the items asked for: all, only the failed or
  * cancelled ones, or none (no "items" member).
@@ -427,10 +442,8 @@ job_json(struct job *j, enum job_items which)
 	items = json_array();
 	for (i = 0; i < j->nitems; i++) {
 		it = &j->items[i];
-		if (which == JOB_ITEMS_FAILED && it->state != ITEM_FAILED &&
-		    it->state != ITEM_CANCELLED)
-			continue;
-		json_array_append_new(items, item_json(it));
+		if (item_listed(it, which))
+			json_array_append_new(items, item_json(it));
 	}
 	json_object_set_new(o, "items", items);
 	return o;
@@ -506,21 +519,6 @@ job_emit_end(struct job *j)
 	jobs_update_tick(j->jobs);
 }
 
-/* Whether a watch wants the event of the item's state change. */
-static int
-item_wanted(struct item *it, struct job_watch *w)
-{
-	switch (w->items) {
-	case JOB_ITEMS_ALL:
-		return 1;
-	case JOB_ITEMS_FAILED:
-		return it->state == ITEM_FAILED || it->state == ITEM_CANCELLED;
-	case JOB_ITEMS_NONE:
-		break;
-	}
-	return 0;
-}
-
 /* Tell the watchers that want it that an item changed state. */
 static void
 item_emit(struct item *it)
@@ -530,7 +528,7 @@ item_emit(struct item *it)
 
 	/* The event is built only once a watcher wants it. */
 	TAILQ_FOREACH_SAFE(w, &it->job->watches, entry, tmp) {
-		if (!item_wanted(it, w))
+		if (!item_listed(it, w->items))
 			continue;
 		if (ev == NULL)
 			ev = json_pack("{sssIso}", "event", "item", "job",
