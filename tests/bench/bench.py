@@ -49,7 +49,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 # The integration tests' HTTP-over-AF_UNIX client and config writer.
 sys.path.insert(0, os.path.join(ROOT, "tests", "itest"))
-from harness import UnixHTTPConnection, _conf_value as conf_value  # noqa: E402
+from harness import (UnixHTTPConnection, unix_accepting,  # noqa: E402
+                     _conf_value as conf_value)
 EXIT_SKIP = 77
 MIB = 1024 * 1024
 
@@ -560,14 +561,8 @@ class Daemon:
                 raise RuntimeError("imgfetchd exited with status %d:\n%s"
                                    % (self.proc.returncode,
                                       tail(self.logpath)))
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self.sock)
+            if unix_accepting(self.sock):
                 return
-            except OSError:
-                pass
-            finally:
-                s.close()
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError("imgfetchd not accepting after %gs:\n%s"

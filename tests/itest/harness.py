@@ -395,6 +395,18 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
+def unix_accepting(path):
+    """Whether something accepts connections on the Unix socket path."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def _conf_value(v):
     """A Python value as libconfig text."""
     if isinstance(v, bool):
@@ -486,14 +498,8 @@ class Daemon:
                 raise RuntimeError(
                     "imgfetchd exited with status %d while starting:\n%s"
                     % (self.proc.returncode, _tail(self.logpath)))
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                s.connect(self.sock)
+            if unix_accepting(self.sock):
                 return
-            except OSError:
-                pass
-            finally:
-                s.close()
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(
