@@ -21,6 +21,14 @@
 #define PENDING_RESUME_BYTES (8 * CHUNK_SIZE)
 /* Full chunks kept for reuse, so big bodies do not fault in fresh pages. */
 #define CHUNK_POOL_MAX 8
+/*
+ * A body starts in a buffer this big, which holds a typical small image
+ * whole; up to SMALL_POOL_MAX of them are kept for reuse, because malloc
+ * on the loop thread and free on a worker cost the allocator a lock and a
+ * coalescing pass per image.
+ */
+#define SMALL_CHUNK_SIZE (16 * 1024)
+#define SMALL_POOL_MAX 64
 /* New items start only while the writer holds less than this unwritten ... */
 #define WRITER_BACKLOG_BYTES (32 * 1024 * 1024)
 /* ... and fewer than max_transfers times this items are still active. */

@@ -13,6 +13,10 @@
  *   the file is reported PREPARED or DONE (nothing is queued for it then);
  *   the "shared" part (op queue, flags, pending byte count, error) only
  *   under writer->lock.
+ * - A directory is opened once for all the files in flight in it: a
+ *   struct wdir, found by path in writer->dirs and counted, both under
+ *   writer->lock; its fd never changes while a file holds it, and the last
+ *   file to let go closes it.
  * - A chunk is filled on the loop thread, then handed over inside an op;
  *   from then on the worker owns it and frees it once written.
  * - Ops of one file run in order: a file is on the ready queue at most once
@@ -36,6 +40,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <search.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +68,20 @@ struct op {
 	TAILQ_ENTRY(op) entry;
 };
 TAILQ_HEAD(op_list, op);
+
+/*
+ * An open directory shared by the files in flight in it, so that a job's
+ * thousands of files do not each open and close their directory. Found by
+ * path in writer->dirs (under writer->lock) and closed when its last file
+ * is done: a directory is never held longer than files are being written
+ * into it.
+ */
+struct wdir {
+	char *path; /* relative to the root; never "" */
+	int fd;
+	int refs;
+	int stale; /* out of writer->dirs: gone from the disk */
+};
 
 struct wfile {
 	struct writer *writer;
@@ -103,7 +122,8 @@ struct wfile {
 	TAILQ_ENTRY(wfile) done_entry;
 
 	/* Worker (then loop thread once PREPARED or DONE). */
-	int dirfd;
+	int dirfd; /* the root's, or dir's */
+	struct wdir *dir; /* NULL for the root */
 	int fd;
 	char *final; /* chosen base name */
 	char *finalpath; /* relative path of the final name */
@@ -131,18 +151,22 @@ struct writer {
 	int ncpu; /* most workers one kick wakes */
 	char *pool[CHUNK_POOL_MAX]; /* free CHUNK_SIZE buffers */
 	size_t npool;
+	char *small[SMALL_POOL_MAX]; /* free SMALL_CHUNK_SIZE buffers */
+	size_t nsmall;
 	struct event *done_ev;
 	struct event *kick_ev;
 	/* Loop thread only. */
 	int kicked;
 	size_t open_files;
-	char **parts; /* .part paths claimed by open files */
-	size_t nparts;
+	void *parts; /* tsearch tree: .part paths claimed by open files */
+	/* Shared, under lock. */
+	void *dirs; /* tsearch tree of struct wdir, by path */
 };
 
 static void *writer_main(void *);
 static void writer_done_cb(evutil_socket_t, short, void *);
 static void writer_kick_cb(evutil_socket_t, short, void *);
+static void writer_dir_free(void *);
 
 /* Start the pool. */
 struct writer *
@@ -183,6 +207,12 @@ writer_create(struct event_base *base, int rootfd, int nthreads)
 	return w;
 }
 
+/* tdestroy: the nodes' keys are owned elsewhere. */
+static void
+writer_free_nothing(void *p)
+{
+}
+
 /* Stop and join the workers, then free the pool. */
 void
 writer_destroy(struct writer *w)
@@ -202,11 +232,15 @@ writer_destroy(struct writer *w)
 		    "writer_destroy: %zu files still open", w->open_files);
 	while (w->npool > 0)
 		free(w->pool[--w->npool]);
+	while (w->nsmall > 0)
+		free(w->small[--w->nsmall]);
 	event_free(w->done_ev);
 	event_free(w->kick_ev);
 	pthread_mutex_destroy(&w->lock);
 	pthread_cond_destroy(&w->cond);
-	free(w->parts);
+	/* The paths belong to files that were never finished. */
+	tdestroy(w->parts, writer_free_nothing);
+	tdestroy(w->dirs, writer_dir_free);
 	free(w->threads);
 	free(w);
 }
@@ -230,25 +264,29 @@ writer_backlog(struct writer *w)
 	return n;
 }
 
-/* A CHUNK_SIZE buffer, from the pool when there is one. */
+/* A CHUNK_SIZE or SMALL_CHUNK_SIZE buffer, from a pool when there is one. */
 static char *
-writer_chunk_get(struct writer *w)
+writer_chunk_get(struct writer *w, size_t cap)
 {
 	char *p = NULL;
 
 	pthread_mutex_lock(&w->lock);
-	if (w->npool > 0)
+	if (cap == CHUNK_SIZE && w->npool > 0)
 		p = w->pool[--w->npool];
+	else if (cap == SMALL_CHUNK_SIZE && w->nsmall > 0)
+		p = w->small[--w->nsmall];
 	pthread_mutex_unlock(&w->lock);
-	return p != NULL ? p : xmalloc(CHUNK_SIZE);
+	return p != NULL ? p : xmalloc(cap);
 }
 
-/* Give a written chunk back (lock held); only full-size ones are kept. */
+/* Give a written chunk back (lock held); only pool sizes are kept. */
 static void
 writer_chunk_put_locked(struct writer *w, char *p, size_t cap)
 {
 	if (cap == CHUNK_SIZE && w->npool < CHUNK_POOL_MAX)
 		w->pool[w->npool++] = p;
+	else if (cap == SMALL_CHUNK_SIZE && w->nsmall < SMALL_POOL_MAX)
+		w->small[w->nsmall++] = p;
 	else
 		free(p);
 }
@@ -270,17 +308,18 @@ wfile_suffixed(const char *base, int k)
 	return s;
 }
 
+/* tsearch order of claimed .part paths. */
+static int
+writer_part_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
 /* Whether another open file has claimed this .part path. */
 static int
 writer_part_used(struct writer *w, const char *part)
 {
-	size_t i;
-
-	for (i = 0; i < w->nparts; i++) {
-		if (strcmp(w->parts[i], part) == 0)
-			return 1;
-	}
-	return 0;
+	return tfind(part, &w->parts, writer_part_cmp) != NULL;
 }
 
 /* Claim a .part path for the file: the given one, or a free one. */
@@ -307,8 +346,8 @@ wfile_claim(struct wfile *f, const char *want)
 			free(name);
 		}
 	}
-	w->parts = xreallocarray(w->parts, w->nparts + 1, sizeof *w->parts);
-	w->parts[w->nparts++] = name;
+	if (tsearch(name, &w->parts, writer_part_cmp) == NULL)
+		fatalx("%s: tsearch failed", __func__);
 	f->part = name;
 	slash = strrchr(name, '/');
 	f->partbase = xstrdup(slash != NULL ? slash + 1 : name);
@@ -320,17 +359,9 @@ wfile_claim(struct wfile *f, const char *want)
 static void
 wfile_unclaim(struct wfile *f)
 {
-	struct writer *w = f->writer;
-	size_t i;
-
 	if (!f->claimed)
 		return;
-	for (i = 0; i < w->nparts; i++) {
-		if (w->parts[i] == f->part) {
-			w->parts[i] = w->parts[--w->nparts];
-			break;
-		}
-	}
+	tdelete(f->part, &f->writer->parts, writer_part_cmp);
 	f->claimed = 0;
 }
 
@@ -503,19 +534,23 @@ wfile_write(struct wfile *f, const void *data, size_t len)
 			}
 			if (f->big) {
 				/* A big body: whole chunks, from the pool. */
-				f->buf = writer_chunk_get(f->writer);
+				f->buf =
+				    writer_chunk_get(f->writer, CHUNK_SIZE);
 				f->bufcap = CHUNK_SIZE;
 				goto copy;
 			}
 			/* Grow in steps so small images do not cost a whole chunk. */
 			want = f->buflen + len;
-			if (want < 16384)
-				want = 16384;
+			if (want < SMALL_CHUNK_SIZE)
+				want = SMALL_CHUNK_SIZE;
 			if (want < f->bufcap * 2)
 				want = f->bufcap * 2;
 			if (want > CHUNK_SIZE)
 				want = CHUNK_SIZE;
-			f->buf = xrealloc(f->buf, want);
+			if (f->buf == NULL && want == SMALL_CHUNK_SIZE)
+				f->buf = writer_chunk_get(f->writer, want);
+			else
+				f->buf = xrealloc(f->buf, want);
 			f->bufcap = want;
 		}
 copy:
@@ -776,23 +811,33 @@ wfile_fail_dir(struct wfile *f, const char *what, size_t len, int error)
 	free(path);
 }
 
+/* tsearch order of open directories, by path. */
+static int
+writer_dir_cmp(const void *a, const void *b)
+{
+	const struct wdir *x = a, *y = b;
+
+	return strcmp(x->path, y->path);
+}
+
+/* Close and free a directory no file holds any more. */
+static void
+writer_dir_free(void *p)
+{
+	struct wdir *d = p;
+
+	close(d->fd);
+	free(d->path);
+	free(d);
+}
+
 /* Worker: open each directory of the file's path, creating if asked. */
 static int
-wfile_open_dir(struct wfile *f, int create)
+wfile_walk_dir(struct wfile *f, int create)
 {
 	char *copy, *p, *comp;
 	int fd, next;
 
-	if (f->dirfd != -1)
-		return 0;
-	if (*f->dirpart == '\0') {
-		/* In the root itself: a descriptor of our own to close later. */
-		if ((f->dirfd = dup(f->writer->rootfd)) == -1) {
-			wfile_fail(f, "open", ".", errno);
-			return -1;
-		}
-		return 0;
-	}
 	/* fd is the root (not ours to close) until the first component. */
 	fd = f->writer->rootfd;
 	copy = xstrdup(f->dirpart);
@@ -824,13 +869,98 @@ wfile_open_dir(struct wfile *f, int create)
 		wfile_fail(f, "open", ".", errno);
 		return -1;
 	}
-	f->dirfd = fd;
-	return 0;
+	return fd;
 fail:
 	free(copy);
 	if (fd != f->writer->rootfd)
 		close(fd);
 	return -1;
+}
+
+/* Worker: get the file's directory, shared with the other files in it. */
+static int
+wfile_open_dir(struct wfile *f, int create)
+{
+	struct writer *w = f->writer;
+	struct wdir key, *d, **slot;
+	int fd;
+
+	if (f->dirfd != -1)
+		return 0;
+	if (*f->dirpart == '\0') {
+		f->dirfd = w->rootfd;
+		return 0;
+	}
+	key.path = f->dirpart;
+	pthread_mutex_lock(&w->lock);
+	if ((slot = tfind(&key, &w->dirs, writer_dir_cmp)) != NULL) {
+		d = *slot;
+		d->refs++;
+		pthread_mutex_unlock(&w->lock);
+		goto out;
+	}
+	pthread_mutex_unlock(&w->lock);
+
+	/* Opened without the lock: a slow disk must not hold up the others. */
+	if ((fd = wfile_walk_dir(f, create)) == -1)
+		return -1;
+	d = xcalloc(1, sizeof *d);
+	d->path = xstrdup(f->dirpart);
+	d->fd = fd;
+	d->refs = 1;
+	pthread_mutex_lock(&w->lock);
+	if ((slot = tsearch(d, &w->dirs, writer_dir_cmp)) == NULL)
+		fatalx("%s: tsearch failed", __func__);
+	if (*slot != d) {
+		/* Another worker opened it meanwhile: share theirs. */
+		(*slot)->refs++;
+		writer_dir_free(d);
+		d = *slot;
+	}
+	pthread_mutex_unlock(&w->lock);
+out:
+	f->dir = d;
+	f->dirfd = d->fd;
+	return 0;
+}
+
+/* Worker: the file is done with its directory. */
+static void
+wfile_close_dir(struct wfile *f)
+{
+	struct writer *w = f->writer;
+	struct wdir *d = f->dir;
+	int last;
+
+	f->dirfd = -1;
+	f->dir = NULL;
+	if (d == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	last = --d->refs == 0;
+	if (last && !d->stale)
+		tdelete(d, &w->dirs, writer_dir_cmp);
+	pthread_mutex_unlock(&w->lock);
+	if (last)
+		writer_dir_free(d);
+}
+
+/*
+ * Worker: the directory was removed while open. Later files must not find
+ * it, so that they make it anew; those holding it finish with it.
+ */
+static void
+wfile_forget_dir(struct wfile *f)
+{
+	struct writer *w = f->writer;
+
+	pthread_mutex_lock(&w->lock);
+	if (!f->dir->stale) {
+		f->dir->stale = 1;
+		tdelete(f->dir, &w->dirs, writer_dir_cmp);
+	}
+	pthread_mutex_unlock(&w->lock);
+	wfile_close_dir(f);
 }
 
 /* Worker: make sure the .part file is open (and cut to offset on resume). */
@@ -847,6 +977,16 @@ wfile_ensure_open(struct wfile *f)
 		f->fd = openat(f->dirfd, f->partbase,
 		    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
 		    0644);
+		if (f->fd == -1 && errno == ENOENT && f->dir != NULL) {
+			/* Removed since another file opened it: make it anew. */
+			wfile_forget_dir(f);
+			if (wfile_open_dir(f, 1) == -1)
+				return -1;
+			f->fd = openat(f->dirfd, f->partbase,
+			    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+				O_CLOEXEC,
+			    0644);
+		}
 		if (f->fd == -1) {
 			wfile_fail(f, "open", f->partbase, errno);
 			return -1;
@@ -1126,10 +1266,8 @@ writer_main(void *arg)
 			}
 			free(op);
 		}
-		if (finished && f->dirfd != -1) {
-			close(f->dirfd);
-			f->dirfd = -1;
-		}
+		if (finished)
+			wfile_close_dir(f);
 
 		pthread_mutex_lock(&w->lock);
 		f->running = 0;

@@ -5,6 +5,7 @@ listing, status, shutdown and the socket's life cycle."""
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -240,6 +241,29 @@ def test_collision_within_one_job():
                "coll2/b.png"], "paths of four items with one name")
     for item in job["items"]:
         check_item_file(D, item, FILES["b.png"])
+
+
+def test_dir_removed_mid_job():
+    """A directory removed while a file is being written into it is made
+    anew for the next file, though an open file still holds the old one."""
+    slow = url("/stream/%d?magic=png&gap=40" % (2 * 1024 * 1024))
+    j1 = D.submit([slow], dir="gone/sub", name="slow.png")["id"]
+    harness.wait_for(lambda: os.path.exists(D.path("gone/sub/slow.png.part")),
+                     10, what="slow.png.part to appear")
+    shutil.rmtree(D.path("gone"))
+    job = D.wait_job(D.submit([url("/files/a.png")], dir="gone/sub",
+                              name="a.png")["id"])
+    eq(job["state"], "done", "job state (%r)" % job["items"][0].get("error"))
+    eq(job["items"][0].get("path"), "gone/sub/a.png", "path")
+    check_item_file(D, job["items"][0], FILES["a.png"])
+    # The slow file's directory went away under it: it ends, one way or
+    # another, and nothing of it carries a final name.
+    slow_job = D.wait_job(j1)
+    check(slow_job["state"] in ("done", "failed"),
+          "slow job state %r" % slow_job["state"])
+    eq(harness.files_under(D.path("gone")), ["sub/a.png"]
+       if slow_job["state"] == "failed" else ["sub/a.png", "sub/slow.png"],
+       "files under gone/")
 
 
 def test_redirects_followed():
