@@ -70,6 +70,7 @@ struct transfer {
 	int paused;
 	int closing; /* commit, suspend or abort sent to the writer */
 	int deferred; /* on the deferred list */
+	int hold; /* the file waits for fetch_release */
 	TAILQ_ENTRY(transfer) entry;
 	TAILQ_ENTRY(transfer) defer_entry;
 };
@@ -528,6 +529,7 @@ transfer_open_file(struct transfer *t)
 	spec.offset = t->offset;
 	spec.policy = cfg->on_exists;
 	spec.do_fsync = cfg->fsync;
+	spec.hold = t->hold;
 	t->file = wfile_open(t->fetcher->writer, &spec, transfer_file_cb, t);
 	free(path);
 	if (t->file == NULL) {
@@ -808,6 +810,7 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	t->arg = arg;
 	t->size = -1;
 	t->range_start = -1;
+	t->hold = req->hold;
 	if (fe->nidle > 0)
 		t->easy = fe->idle[--fe->nidle];
 	else if ((t->easy = curl_easy_init()) == NULL)
@@ -892,6 +895,17 @@ fetch_commit(struct transfer *t)
 		wfile_abort(t->file);
 	else
 		wfile_rename(t->file);
+}
+
+/* Let the transfer's file reach the disk, now or once it is opened. */
+void
+fetch_release(struct transfer *t)
+{
+	if (!t->hold)
+		return;
+	t->hold = 0;
+	if (t->file != NULL)
+		wfile_release(t->file);
 }
 
 /* Stop a transfer without telling its owner. */

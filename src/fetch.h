@@ -18,6 +18,7 @@ struct fetch_request {
 	const char *part; /* its .part, to resume, or NULL */
 	unsigned long long offset; /* bytes in the .part */
 	const char *validator; /* ETag or Last-Modified, for If-Range */
+	int hold; /* keep the body off the disk until fetch_release */
 };
 
 struct fetch_result {
@@ -82,6 +83,8 @@ struct transfer *fetch_start(struct fetcher *, const struct fetch_request *,
     const struct transfer_ops *, void *arg);
 /* After ops->prepared: rename the file into place. */
 void fetch_commit(struct transfer *);
+/* Let a transfer started with hold write its file. */
+void fetch_release(struct transfer *);
 /* Stop a transfer; its owner hears nothing more and its .part goes away. */
 void fetch_cancel(struct transfer *);
 /* Stop a transfer but keep its .part for a later resume; done follows. */

@@ -107,7 +107,7 @@ struct job {
 	size_t count[ITEM_NSTATES];
 	unsigned long long bytes_done;
 	unsigned long long progress_bytes; /* in the last progress event */
-	int stored; /* accepted by the store: may run */
+	int stored; /* accepted by the store: its files may reach the disk */
 	int cancel_requested;
 	int in_ring;
 	jobs_accept_cb accept_cb;
@@ -571,7 +571,7 @@ item_make_runnable(struct item *it)
 		return;
 	it->runnable = 1;
 	TAILQ_INSERT_TAIL(&j->runq, it, run_entry);
-	if (!j->in_ring && j->stored) {
+	if (!j->in_ring) {
 		TAILQ_INSERT_TAIL(&j->jobs->ring, j, ring_entry);
 		j->in_ring = 1;
 	}
@@ -849,6 +849,8 @@ item_start(struct item *it)
 	req.part = it->part;
 	req.offset = it->part_size;
 	req.validator = it->validator;
+	/* Until the store has the job, no file of it may reach the disk. */
+	req.hold = !j->stored;
 	item_set_transfer(
 	    it, fetch_start(j->jobs->fetcher, &req, &item_ops, it));
 	if (it->transfer != NULL) {
@@ -928,19 +930,20 @@ job_new(struct jobs *js, unsigned long long id, size_t nitems)
 	return j;
 }
 
-/* The store has the job: start it and tell the submitter. */
+/* The store has the job: let its files reach the disk, tell the submitter. */
 static void
 job_stored(void *arg, int ok)
 {
 	struct job *j = arg;
+	struct item *it;
 
 	j->stored = 1;
 	if (ok != 0) {
 		log_error("job %llu: could not be stored; cancelled", j->id);
 		job_cancel(j);
-	} else if (!TAILQ_EMPTY(&j->runq) && !j->in_ring) {
-		TAILQ_INSERT_TAIL(&j->jobs->ring, j, ring_entry);
-		j->in_ring = 1;
+	} else {
+		TAILQ_FOREACH(it, &j->inflight, inflight_entry)
+			fetch_release(it->transfer);
 	}
 	if (j->accept_cb != NULL)
 		j->accept_cb(j->accept_arg, j, ok);
@@ -1024,6 +1027,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	sj.nitems = j->nitems;
 	store_add_job(js->store, &sj, job_stored, j);
 	free(sitems);
+	/*
+	 * The network need not wait for the commit: transfers start now and
+	 * their files are held in memory (bounded like any writer backlog)
+	 * until job_stored, so a crash before it leaves nothing on the disk.
+	 */
+	jobs_pump(js);
 	return j;
 }
 

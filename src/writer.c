@@ -17,6 +17,9 @@
  *   struct wdir, found by path in writer->dirs and counted, both under
  *   writer->lock; its fd never changes while a file holds it, and the last
  *   file to let go closes it.
+ * - A file opened with hold (its job not yet in the job store) gets ops
+ *   queued but is not put on the ready queue until wfile_release; an
+ *   abort meanwhile drops its ops unrun, so nothing of it reaches the disk.
  * - A chunk is filled on the loop thread, then handed over inside an op;
  *   from then on the worker owns it and frees it once written.
  * - Ops of one file run in order: a file is on the ready queue at most once
@@ -110,6 +113,7 @@ struct wfile {
 	struct op_list ops;
 	int queued; /* on the ready queue */
 	int running; /* held by a worker */
+	int held; /* ops wait for wfile_release */
 	int in_done; /* on the completion queue */
 	size_t pending;
 	int want_drain;
@@ -425,6 +429,7 @@ wfile_open(
 	f = wfile_new(w, spec->relpath, cb, arg);
 	f->policy = spec->policy;
 	f->do_fsync = spec->do_fsync;
+	f->held = spec->hold;
 	if (spec->part != NULL) {
 		f->resume = 1;
 		f->offset = spec->offset;
@@ -444,6 +449,46 @@ wfile_part(struct wfile *f)
 	return f->part;
 }
 
+/*
+ * Loop thread: have workers look at the ready queue after this loop pass.
+ * Once per pass for all that it queued, rather than once per op: far
+ * fewer context switches when many small files finish at once.
+ */
+static void
+writer_kick(struct writer *w)
+{
+	if (!w->kicked) {
+		w->kicked = 1;
+		event_active(w->kick_ev, 0, 0);
+	}
+}
+
+/* Put a file with ops on the ready queue, unless held or already there. */
+static void
+wfile_ready_locked(struct wfile *f)
+{
+	struct writer *w = f->writer;
+
+	if (f->queued || f->running || f->held || TAILQ_EMPTY(&f->ops))
+		return;
+	f->queued = 1;
+	w->nready++;
+	TAILQ_INSERT_TAIL(&w->ready, f, ready_entry);
+}
+
+/* Let a held file's ops run. */
+void
+wfile_release(struct wfile *f)
+{
+	struct writer *w = f->writer;
+
+	pthread_mutex_lock(&w->lock);
+	f->held = 0;
+	wfile_ready_locked(f);
+	pthread_mutex_unlock(&w->lock);
+	writer_kick(w);
+}
+
 /* Queue an op for the file and make sure a worker will see it. */
 static void
 wfile_push(
@@ -461,21 +506,9 @@ wfile_push(
 	TAILQ_INSERT_TAIL(&f->ops, op, entry);
 	f->pending += len;
 	w->backlog += len;
-	if (!f->queued && !f->running) {
-		f->queued = 1;
-		w->nready++;
-		TAILQ_INSERT_TAIL(&w->ready, f, ready_entry);
-	}
+	wfile_ready_locked(f);
 	pthread_mutex_unlock(&w->lock);
-	/*
-	 * Workers are woken once per loop pass, for all that this pass
-	 * queued, rather than once per op: far fewer context switches when
-	 * many small files finish at once.
-	 */
-	if (!w->kicked) {
-		w->kicked = 1;
-		event_active(w->kick_ev, 0, 0);
-	}
+	writer_kick(w);
 }
 
 /* Wake one more idle worker if a ready file has none coming for it. */
@@ -639,6 +672,8 @@ wfile_suspend(struct wfile *f)
 {
 	wfile_closing(f, "wfile_suspend");
 	wfile_flush(f);
+	/* Kept for a resume: a held file goes to the disk after all. */
+	wfile_release(f);
 	wfile_push(f, OP_SUSPEND, NULL, 0, 0);
 }
 
@@ -646,11 +681,28 @@ wfile_suspend(struct wfile *f)
 void
 wfile_abort(struct wfile *f)
 {
+	struct writer *w = f->writer;
+	struct op *op;
+
 	/* Allowed after PREPARED, which already set closing. */
 	f->closing = 1;
 	free(f->buf);
 	f->buf = NULL;
 	f->buflen = f->bufcap = 0;
+	pthread_mutex_lock(&w->lock);
+	if (f->held) {
+		/* Nothing reached the disk: forget the bytes, not write them. */
+		while ((op = TAILQ_FIRST(&f->ops)) != NULL) {
+			TAILQ_REMOVE(&f->ops, op, entry);
+			f->pending -= op->len;
+			w->backlog -= op->len;
+			if (op->data != NULL)
+				writer_chunk_put_locked(w, op->data, op->cap);
+			free(op);
+		}
+		f->held = 0;
+	}
+	pthread_mutex_unlock(&w->lock);
 	wfile_push(f, OP_ABORT, NULL, 0, 0);
 }
 
@@ -1291,11 +1343,7 @@ writer_main(void *arg)
 				f->ev_drained = 1;
 				notify = 1;
 			}
-			if (!TAILQ_EMPTY(&f->ops)) {
-				f->queued = 1;
-				w->nready++;
-				TAILQ_INSERT_TAIL(&w->ready, f, ready_entry);
-			}
+			wfile_ready_locked(f);
 		}
 		if (notify) {
 			wfile_report_locked(f);

@@ -26,6 +26,7 @@ struct wfile_spec {
 	unsigned long long offset; /* bytes of it to keep when resuming */
 	enum exists_policy policy;
 	int do_fsync;
+	int hold; /* nothing touches the disk until wfile_release */
 };
 
 /* Start nthreads workers writing below the directory rootfd (not taken). */
@@ -47,6 +48,8 @@ struct wfile *wfile_open(
     struct writer *, const struct wfile_spec *, wfile_cb, void *arg);
 /* The .part file's relative path. */
 const char *wfile_part(struct wfile *);
+/* Let a file opened with hold reach the disk. */
+void wfile_release(struct wfile *);
 /* Copy bytes in; full chunks go to the pool at once. */
 void wfile_write(struct wfile *, const void *, size_t);
 /* Bytes given to wfile_write and not yet on disk. */

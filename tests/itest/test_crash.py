@@ -373,6 +373,77 @@ def test_kill9_right_after_202():
         origin.stop()
 
 
+def start_slow(d, ms):
+    """(Re)start d with every file write of the daemon taking ms longer."""
+    env = {"LD_PRELOAD": os.environ["SLOWDISK"], "SLOWDISK_MS": str(ms)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        d.start()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                del os.environ[k]
+            else:
+                os.environ[k] = v
+
+
+@harness.timeout(120)
+def test_files_wait_for_the_store():
+    """A new job's transfers start before the store has the job, but none
+    of its files reaches the disk until then: with a slow disk the 202
+    waits for the store, the downloads do not, and a kill -9 before the
+    202 leaves nothing behind."""
+    if not os.path.exists(os.environ.get("SLOWDISK", "")):
+        raise harness.Skip("no SLOWDISK shim")
+    bodies = {i: harness.png_bytes(16, 16, 90000 + i) for i in range(40)}
+    origin = CountingOrigin(bodies)
+    try:
+        tmp = harness.fresh_dir("hold")
+        d = harness.Daemon(tmp, wait=False, max_transfers=8,
+                           log_level="info")
+        d.proc = None
+        start_slow(d, 300)
+        for k in range(2):
+            ns = range(k * 20, (k + 1) * 20)
+            urls = [origin.url("/img/%d.png" % n) for n in ns]
+            got = {}
+
+            def post():
+                try:
+                    got["job"] = d.submit(urls, dir="hold", name="{name}")
+                except Exception as e:
+                    got["error"] = e
+            th = threading.Thread(target=post)
+            th.start()
+            harness.wait_for(lambda: len(origin.snapshot()) >= 20 * k + 5,
+                             10, what="requests at the origin")
+            check(not got, "the 202 came before the store could have the "
+                  "job: %r" % got)
+            eq(harness.files_under(d.download_dir), [],
+               "files on the disk before the store has job %d" % k)
+            if k == 0:
+                kill9(d)
+                th.join()
+                check("job" not in got, "a 202 from a killed daemon")
+                eq(harness.files_under(d.download_dir), [],
+                   "files on the disk after kill -9 before the 202")
+                start_slow(d, 300)
+                continue
+            th.join()
+            check("job" in got, "no 202: %r" % got.get("error"))
+            job = d.wait_job(got["job"]["id"], timeout=60)
+            eq(job["state"], "done", "job state")
+            want = {"hold/%d.png" % n: bodies[n] for n in ns}
+            eq(check_disk(d.download_dir, want, "at the end"), set(),
+               ".part files at the end")
+            eq(harness.files_under(d.download_dir), sorted(want),
+               "files under the download directory")
+        d.stop()
+    finally:
+        origin.stop()
+
+
 @harness.timeout(120)
 def test_kill9_resumes_kept_part_with_range():
     bodies = {0: harness.png_bytes(500, 400, 1),
