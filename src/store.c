@@ -39,6 +39,13 @@
  *   operation inside a savepoint so that one bad operation (an update of an
  *   unknown item) fails alone. If the transaction itself fails, it is
  *   rolled back and every operation in it fails.
+ * - Before it runs a batch, the thread marks each item update that a later
+ *   update of the same item in the batch replaces (store_coalesce): an
+ *   update writes every column, so only the last one is run, as long as
+ *   nothing in between could change whether the item is there (an
+ *   operation on its job, a prune). A replaced update is not run and takes
+ *   the result of the one that replaced it once the transaction is over:
+ *   0 only if that one succeeded and the transaction committed.
  * - Operations with a callback then go, in order, onto store->done and the
  *   thread activates done_ev; the loop thread drains that list, calls the
  *   callbacks and frees the ops. Operations without one are freed by the
@@ -172,10 +179,20 @@ struct sop {
 	struct store_item *items;
 	size_t nitems;
 	char *strings; /* every string above points in here */
+	struct sop *by; /* the later update in the batch that replaces it */
 
 	TAILQ_ENTRY(sop) entry;
 };
 TAILQ_HEAD(sop_list, sop);
+
+/* An operation on a job, as store_coalesce sorts them. */
+struct sop_key {
+	unsigned long long job;
+	unsigned long n; /* item updates */
+	size_t barriers; /* prunes and operations on the job before it */
+	size_t seq; /* place in the batch */
+	struct sop *op;
+};
 
 struct store {
 	char *dir;
@@ -199,6 +216,7 @@ struct store {
 	int wake; /* kicked: take the queue */
 	int stopping;
 	size_t commits;
+	size_t item_updates;
 };
 
 static void *store_main(void *);
@@ -540,6 +558,18 @@ store_commits(struct store *s)
 
 	pthread_mutex_lock(&s->lock);
 	n = s->commits;
+	pthread_mutex_unlock(&s->lock);
+	return n;
+}
+
+/* Item UPDATE statements run so far. */
+size_t
+store_item_updates(struct store *s)
+{
+	size_t n;
+
+	pthread_mutex_lock(&s->lock);
+	n = s->item_updates;
 	pthread_mutex_unlock(&s->lock);
 	return n;
 }
@@ -1023,6 +1053,109 @@ store_apply(struct store *s, struct sop *op)
 	return -1;
 }
 
+/* Order keys by job, then batch order. */
+static int
+sop_key_cmp_job(const void *a, const void *b)
+{
+	const struct sop_key *ka = a, *kb = b;
+
+	if (ka->job != kb->job)
+		return ka->job < kb->job ? -1 : 1;
+	if (ka->seq != kb->seq)
+		return ka->seq < kb->seq ? -1 : 1;
+	return 0;
+}
+
+/* Order keys by item, then barriers before them, then batch order. */
+static int
+sop_key_cmp_item(const void *a, const void *b)
+{
+	const struct sop_key *ka = a, *kb = b;
+
+	if (ka->job != kb->job)
+		return ka->job < kb->job ? -1 : 1;
+	if (ka->n != kb->n)
+		return ka->n < kb->n ? -1 : 1;
+	if (ka->barriers != kb->barriers)
+		return ka->barriers < kb->barriers ? -1 : 1;
+	if (ka->seq != kb->seq)
+		return ka->seq < kb->seq ? -1 : 1;
+	return 0;
+}
+
+/*
+ * Store thread: point each item update that a later update of the same item
+ * makes redundant at the last such update. Only an operation on the item's
+ * job (an add or an update) or a prune can change whether the item is there,
+ * so such a barrier between two updates keeps both.
+ */
+static void
+store_coalesce(struct sop_list *batch)
+{
+	struct sop_key *keys, *k;
+	struct sop *op;
+	unsigned long long job = 0;
+	size_t nkeys = 0, nupdates = 0, prunes = 0, jobops = 0, seq = 0, i, j;
+
+	for (op = TAILQ_FIRST(batch); op != NULL; op = TAILQ_NEXT(op, entry)) {
+		if (op->type == SOP_UPDATE_ITEM)
+			nupdates++;
+		if (op->type != SOP_PRUNE)
+			nkeys++;
+	}
+	if (nupdates < 2)
+		return;
+	keys = xreallocarray(NULL, nkeys, sizeof *keys);
+	nkeys = 0;
+	for (op = TAILQ_FIRST(batch); op != NULL; op = TAILQ_NEXT(op, entry)) {
+		seq++;
+		if (op->type == SOP_PRUNE) {
+			prunes++;
+			continue;
+		}
+		k = &keys[nkeys++];
+		k->job = op->id;
+		k->n = op->type == SOP_UPDATE_ITEM ? op->items[0].n : 0;
+		k->barriers = prunes;
+		k->seq = seq;
+		k->op = op;
+	}
+
+	/*
+	 * Count the operations on its job before each update and keep the
+	 * updates only. Both counts only grow along the batch, so two updates
+	 * of a job with the same sum have no barrier between them.
+	 */
+	qsort(keys, nkeys, sizeof *keys, sop_key_cmp_job);
+	for (i = j = 0; i < nkeys; i++) {
+		if (i == 0 || keys[i].job != job) {
+			job = keys[i].job;
+			jobops = 0;
+		}
+		if (keys[i].op->type != SOP_UPDATE_ITEM) {
+			jobops++;
+			continue;
+		}
+		keys[j] = keys[i];
+		keys[j++].barriers += jobops;
+	}
+	nkeys = j;
+
+	/* In each run of one item between barriers, the last update stays. */
+	qsort(keys, nkeys, sizeof *keys, sop_key_cmp_item);
+	for (i = 0; i < nkeys; i = j) {
+		for (j = i + 1; j < nkeys; j++) {
+			if (keys[j].job != keys[i].job ||
+			    keys[j].n != keys[i].n ||
+			    keys[j].barriers != keys[i].barriers)
+				break;
+		}
+		for (k = &keys[i]; k < &keys[j - 1]; k++)
+			k->op->by = keys[j - 1].op;
+	}
+	free(keys);
+}
+
 /* Store thread: run a batch in one transaction; 1 if it committed. */
 static int
 store_run(struct store *s, struct sop_list *batch)
@@ -1034,6 +1167,8 @@ store_run(struct store *s, struct sop_list *batch)
 		goto fail;
 	for (op = TAILQ_FIRST(batch); op != NULL; op = TAILQ_NEXT(op, entry)) {
 		n++;
+		if (op->by != NULL)
+			continue;
 		if (store_step(s, s->st[ST_SAVEPOINT]) != 0)
 			goto fail;
 		if (store_apply(s, op) == 0) {
@@ -1051,6 +1186,11 @@ store_run(struct store *s, struct sop_list *batch)
 	}
 	if (store_step(s, s->st[ST_COMMIT]) != 0)
 		goto fail;
+	/* A replaced update stands or falls with the one that replaced it. */
+	for (op = TAILQ_FIRST(batch); op != NULL; op = TAILQ_NEXT(op, entry)) {
+		if (op->by != NULL)
+			op->ok = op->by->ok;
+	}
 	return 1;
 
 fail:
@@ -1071,6 +1211,7 @@ store_main(void *arg)
 	struct store *s = arg;
 	struct sop_list batch, done;
 	struct sop *op;
+	size_t updates;
 	int committed, notify;
 
 	pthread_mutex_lock(&s->lock);
@@ -1087,8 +1228,11 @@ store_main(void *arg)
 		TAILQ_CONCAT(&batch, &s->queue, entry);
 		pthread_mutex_unlock(&s->lock);
 
+		store_coalesce(&batch);
 		pthread_mutex_lock(&s->dblock);
 		committed = store_run(s, &batch);
+		updates = (size_t)sqlite3_stmt_status(
+		    s->st[ST_UPDATE_ITEM], SQLITE_STMTSTATUS_RUN, 1);
 		pthread_mutex_unlock(&s->dblock);
 
 		TAILQ_INIT(&done);
@@ -1103,6 +1247,7 @@ store_main(void *arg)
 		pthread_mutex_lock(&s->lock);
 		if (committed)
 			s->commits++;
+		s->item_updates += updates;
 		notify = !TAILQ_EMPTY(&done);
 		TAILQ_CONCAT(&s->done, &done, entry);
 		if (notify) {

@@ -68,6 +68,9 @@ int store_load(struct store *, store_load_cb, void *arg);
  * in call order; the store thread groups whatever is queued into one
  * transaction, so many small updates cost one commit. cb (may be NULL) is
  * called on the loop thread once the operation's transaction committed.
+ * An item update that a later one of the same item in the same transaction
+ * replaces, with no other operation on its job and no prune in between, is
+ * not run: its callback gets the result of the one that replaced it.
  */
 void store_add_job(
     struct store *, const struct store_job *, store_cb, void *arg);
@@ -80,5 +83,7 @@ void store_prune(struct store *, time_t before, store_cb, void *arg);
 
 /* Statistic: transactions the store thread has committed so far. */
 size_t store_commits(struct store *);
+/* Statistic: item UPDATE statements the store thread has run so far. */
+size_t store_item_updates(struct store *);
 
 #endif

@@ -1,6 +1,11 @@
-/* Unit tests for store.c: round trips, group commit, pruning and locking. */
+/*
+ * Unit tests for store.c: round trips, group commit, coalesced item updates,
+ * pruning and locking.
+ */
+#include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,7 +24,9 @@
 #define BIG_ITEMS 10000
 #define BURST 5000
 #define MAX_JOBS 16
-#define MAX_OPS 8192
+#define MAX_OPS 16384
+#define COALESCE_ITEMS 1000
+#define COALESCE_ROUNDS 8
 #define LOOP_TIMEOUT_SECONDS 30
 
 #include "check.h"
@@ -325,6 +332,182 @@ test_open_errors(const char *tmp)
 	free(cause);
 }
 
+/*
+ * Make every write to a file past its first byte fail (EFBIG), or go through
+ * again. Meanwhile messages to a stderr that is a file are lost too.
+ */
+static int
+failing_writes(int on)
+{
+	static struct rlimit saved;
+	struct rlimit rl;
+
+	if (on) {
+		if (getrlimit(RLIMIT_FSIZE, &saved) == -1) {
+			perror("getrlimit");
+			return -1;
+		}
+		rl = saved;
+		rl.rlim_cur = 1;
+	} else
+		rl = saved;
+	if (setrlimit(RLIMIT_FSIZE, &rl) == -1) {
+		perror("setrlimit");
+		return -1;
+	}
+	return 0;
+}
+
+/* An item's values for one round of test_coalesce. */
+static void
+coalesce_item(struct store_item *it, size_t i, int round)
+{
+	it->state = round % 2 ? STORE_ITEM_COMMITTING : STORE_ITEM_ACTIVE;
+	it->path = round % 2 ? S("c/%zu.png", i) : NULL;
+	it->part = S("c/%zu.png.%d.part", i, round);
+	it->validator = round % 3 ? S("\"v%d\"", round) : NULL;
+	it->error = NULL;
+	it->http_status = 200 + round;
+	it->bytes = (unsigned long long)round * 100000 + i;
+	it->attempts = round;
+	it->retry_at = round == 4 ? 4102444800LL + (long long)i : 0;
+}
+
+/*
+ * Coalescing: rounds of updates of the same items of job 7 in one batch,
+ * and jobs added, updated and pruned between them. Only the last update of
+ * an item between barriers (an operation on its job, a prune) runs; every
+ * callback reports what running them all would have.
+ */
+static void
+test_coalesce(struct store *s)
+{
+	struct model *m = model_find(7), *other = model_find(9);
+	struct store_item it;
+	struct store_job added;
+	size_t i, runs, want_runs = 0;
+	int first, bad[8], nbad = 0, r, k, j, want, notfailed = 0, ok;
+
+	runs = store_item_updates(s);
+	first = nops;
+
+	/* An update before its job is added fails; the add is a barrier. */
+	memset(&it, 0, sizeof it);
+	it.url = "http://c/21";
+	added = (struct store_job){ .id = 21,
+		.created = 50,
+		.finished = 100,
+		.items = &it,
+		.nitems = 1 };
+	bad[nbad++] = nops;
+	store_update_item(s, 21, &it, count_cb, next_op());
+	store_add_job(s, &added, count_cb, next_op());
+	want_runs++;
+
+	for (r = 0; r < COALESCE_ROUNDS; r++) {
+		for (i = 0; i < COALESCE_ITEMS; i++) {
+			coalesce_item(&m->items[i], i, r);
+			/* The last update of some items has no callback. */
+			if (r == COALESCE_ROUNDS - 1 && i % 2)
+				store_update_item(
+				    s, 7, &m->items[i], NULL, NULL);
+			else
+				store_update_item(
+				    s, 7, &m->items[i], count_cb, next_op());
+		}
+		switch (r) {
+		case 0:
+			/* Two updates of an unknown item: one runs, both fail. */
+			bad[nbad++] = nops;
+			store_update_item(s, 99, &it, count_cb, next_op());
+			bad[nbad++] = nops;
+			store_update_item(s, 99, &it, count_cb, next_op());
+			want_runs++;
+			break;
+		case 1:
+			it.state = STORE_ITEM_ACTIVE;
+			store_update_item(s, 21, &it, count_cb, next_op());
+			/* Another job's update is no barrier for job 7. */
+			store_update_job(s, other->job.id, other->job.state,
+			    other->job.finished, count_cb, next_op());
+			break;
+		case 2:
+			it.state = STORE_ITEM_COMMITTING;
+			store_update_item(s, 21, &it, count_cb, next_op());
+			want_runs++;
+			store_update_job(s, 7, m->job.state, m->job.finished,
+			    count_cb, next_op());
+			want_runs += COALESCE_ITEMS;
+			added.id = 22;
+			store_add_job(s, &added, count_cb, next_op());
+			store_update_item(s, 22, &it, count_cb, next_op());
+			want_runs++;
+			break;
+		case 5:
+			/* Removes jobs 21 and 22: a barrier for every item. */
+			store_prune(s, 150, count_cb, next_op());
+			want_runs += COALESCE_ITEMS;
+			bad[nbad++] = nops;
+			store_update_item(s, 22, &it, count_cb, next_op());
+			want_runs++;
+			break;
+		}
+	}
+	want_runs += COALESCE_ITEMS;
+	model_job(21, 50, 100, 0, NULL, NULL, 0)->gone = 1;
+	model_job(22, 50, 100, 0, NULL, NULL, 0)->gone = 1;
+
+	fprintf(stderr, "test_store: three warnings expected below\n");
+	if (run_until_done(__LINE__) != 0)
+		return;
+	for (k = first; k < nops; k++) {
+		want = 0;
+		for (j = 0; j < nbad; j++) {
+			if (bad[j] == k)
+				want = -1;
+		}
+		check_at(results[k] == want, __FILE__, __LINE__,
+		    "op %d: ok %d, want %d", k, results[k], want);
+	}
+	runs = store_item_updates(s) - runs;
+	check_at(runs == want_runs, __FILE__, __LINE__,
+	    "ran %zu UPDATE statements, want %zu", runs, want_runs);
+	printf("test_store: %d rounds of updates of %d items and a few more "
+	       "in one batch ran %zu UPDATE statements\n",
+	    COALESCE_ROUNDS, COALESCE_ITEMS, runs);
+
+	/*
+	 * A batch that fails as a whole: writes past RLIMIT_FSIZE fail, so the
+	 * commit does. The updates it did not run report the failure too, and
+	 * the model keeps what was committed before.
+	 */
+	first = nops;
+	runs = store_item_updates(s);
+	for (r = 0; r < 3; r++) {
+		for (i = 0; i < 10; i++) {
+			it = m->items[i];
+			it.error = S("rolled back %d", r);
+			store_update_item(s, 7, &it, count_cb, next_op());
+		}
+	}
+	fprintf(stderr, "test_store: a failed commit expected below\n");
+	if (failing_writes(1) != 0)
+		return;
+	ok = run_until_done(__LINE__);
+	if (failing_writes(0) != 0 || ok != 0)
+		return;
+	for (k = first; k < nops; k++) {
+		if (results[k] != -1)
+			notfailed++;
+	}
+	check_at(notfailed == 0, __FILE__, __LINE__,
+	    "%d of %d operations of a failed batch not reported failed",
+	    notfailed, nops - first);
+	runs = store_item_updates(s) - runs;
+	check_at(runs == 10, __FILE__, __LINE__,
+	    "30 updates of 10 items ran %zu UPDATE statements", runs);
+}
+
 int
 main(void)
 {
@@ -341,6 +524,7 @@ main(void)
 	int never = 0, first;
 
 	log_init(LOG_LEVEL_WARN, "test_store");
+	signal(SIGXFSZ, SIG_IGN);
 	if (evthread_use_pthreads() == -1 ||
 	    (base = event_base_new()) == NULL) {
 		fprintf(stderr, "cannot set up libevent\n");
@@ -507,6 +691,8 @@ main(void)
 	printf("test_store: %d updates in %zu commit(s), %llu bytes in %llu "
 	       "write(s)\n",
 	    BURST, commits, bytes1, calls1);
+
+	test_coalesce(s);
 
 	/* Close commits what is queued; its callbacks are dropped. */
 	for (i = BURST; i < BURST + 10; i++) {
