@@ -41,6 +41,7 @@ struct transfer {
 	const struct transfer_ops *ops; /* NULL once cancelled */
 	void *arg;
 	struct wfile *file;
+	unsigned int easy_gen; /* fetcher->gen when easy was set up */
 
 	/* What the owner asked for. */
 	char *path; /* final path of an earlier attempt */
@@ -94,6 +95,8 @@ struct fetcher {
 	CURL **idle;
 	size_t nidle;
 	size_t idle_max;
+	unsigned int
+	    gen; /* of the config the handles' common options are from */
 };
 
 struct sockinfo {
@@ -104,6 +107,8 @@ struct sockinfo {
 };
 
 static void fetch_check_done(struct fetcher *);
+static size_t transfer_header_cb(char *, size_t, size_t, void *);
+static size_t transfer_write_cb(char *, size_t, size_t, void *);
 static void transfer_file_cb(struct wfile *, enum wfile_event, void *);
 static void transfer_finish(
     struct transfer *, int ok, const char *path, int skipped);
@@ -242,8 +247,48 @@ fetcher_reconfigure(struct fetcher *fe)
 	    fe->multi, CURLMOPT_MAXCONNECTS, (long)fe->cfg->max_transfers * 2);
 	fe->idle_max = (size_t)fe->cfg->max_transfers;
 	fe->idle = xreallocarray(fe->idle, fe->idle_max, sizeof *fe->idle);
-	while (fe->nidle > fe->idle_max)
+	/* Kept handles carry the old config's options: make new ones. */
+	while (fe->nidle > 0)
 		curl_easy_cleanup(fe->idle[--fe->nidle]);
+	fe->gen++;
+}
+
+/* A handle with the options common to all transfers set. */
+static CURL *
+fetch_easy_get(struct fetcher *fe)
+{
+	const struct config *cfg = fe->cfg;
+	CURL *easy;
+
+	if (fe->nidle > 0)
+		return fe->idle[--fe->nidle];
+	if ((easy = curl_easy_init()) == NULL)
+		fatalx("%s: curl_easy_init failed", __func__);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, transfer_write_cb);
+	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, transfer_header_cb);
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(
+	    easy, CURLOPT_FOLLOWLOCATION, cfg->max_redirects > 0 ? 1L : 0L);
+	curl_easy_setopt(easy, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
+	curl_easy_setopt(easy, CURLOPT_FAILONERROR, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT, cfg->timeout);
+	if (cfg->stall_time > 0) {
+		curl_easy_setopt(
+		    easy, CURLOPT_LOW_SPEED_LIMIT, cfg->stall_speed);
+		curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, cfg->stall_time);
+	}
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, cfg->user_agent);
+	curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, cfg->buffer_size);
+	curl_easy_setopt(
+	    easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	if (cfg->max_item_size > 0)
+		curl_easy_setopt(easy, CURLOPT_MAXFILESIZE_LARGE,
+		    (curl_off_t)cfg->max_item_size);
+	return easy;
 }
 
 /* Give the transfer's handle, out of the multi, back for reuse. */
@@ -254,8 +299,17 @@ transfer_put_easy(struct transfer *t)
 
 	if (t->easy == NULL)
 		return;
-	if (fe->nidle < fe->idle_max) {
-		curl_easy_reset(t->easy);
+	if (t->easy_gen == fe->gen && fe->nidle < fe->idle_max) {
+		/*
+		 * No curl_easy_reset: the common options stay as they are and
+		 * fetch_start sets every per-transfer one. These point into the
+		 * transfer, which is about to go.
+		 */
+		curl_easy_setopt(t->easy, CURLOPT_PRIVATE, NULL);
+		curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, NULL);
+		curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, NULL);
+		curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, NULL);
+		curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
 		fe->idle[fe->nidle++] = t->easy;
 	} else
 		curl_easy_cleanup(t->easy);
@@ -800,7 +854,7 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	const struct config *cfg = fe->cfg;
 	struct transfer *t;
 	CURLMcode mc;
-	char range[32], *ifrange;
+	char range[32], *rangep = NULL, *ifrange;
 	size_t i;
 
 	t = xcalloc(1, sizeof *t);
@@ -811,10 +865,8 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	t->size = -1;
 	t->range_start = -1;
 	t->hold = req->hold;
-	if (fe->nidle > 0)
-		t->easy = fe->idle[--fe->nidle];
-	else if ((t->easy = curl_easy_init()) == NULL)
-		fatalx("fetch_start: curl_easy_init failed");
+	t->easy = fetch_easy_get(fe);
+	t->easy_gen = fe->gen;
 	for (i = 0; i < cfg->nheaders; i++)
 		t->headers = curl_slist_append(t->headers, cfg->headers[i]);
 	for (i = 0; i < req->nheaders; i++)
@@ -827,51 +879,28 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 		t->validator = xstrdup(req->validator);
 		t->want_offset = req->offset;
 		snprintf(range, sizeof range, "%llu-", req->offset);
-		curl_easy_setopt(t->easy, CURLOPT_RANGE, range);
+		rangep = range;
 		xasprintf(&ifrange, "If-Range: %s", req->validator);
 		t->headers = curl_slist_append(t->headers, ifrange);
 		free(ifrange);
 	}
 
+	/* Every option that differs between transfers, each time. */
 	curl_easy_setopt(t->easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(t->easy, CURLOPT_RANGE, rangep);
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, transfer_write_cb);
 	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, transfer_header_cb);
 	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
-	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(t->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(
-	    t->easy, CURLOPT_FOLLOWLOCATION, cfg->max_redirects > 0 ? 1L : 0L);
-	curl_easy_setopt(t->easy, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
-	curl_easy_setopt(t->easy, CURLOPT_FAILONERROR, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout);
-	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT, cfg->timeout);
-	if (cfg->stall_time > 0) {
-		curl_easy_setopt(
-		    t->easy, CURLOPT_LOW_SPEED_LIMIT, cfg->stall_speed);
-		curl_easy_setopt(
-		    t->easy, CURLOPT_LOW_SPEED_TIME, cfg->stall_time);
-	}
-	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, cfg->user_agent);
 	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
-	curl_easy_setopt(t->easy, CURLOPT_BUFFERSIZE, cfg->buffer_size);
-	curl_easy_setopt(
-	    t->easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	/*
 	 * Over https, wait for a connection that may multiplex (HTTP/2)
 	 * rather than open another; over plain http there is no HTTP/2 to
 	 * wait for, and waiting would queue every transfer to a host behind
 	 * its first response.
 	 */
-	if (strncasecmp(req->url, "https:", 6) == 0)
-		curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	if (cfg->max_item_size > 0)
-		curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE,
-		    (curl_off_t)cfg->max_item_size);
+	curl_easy_setopt(t->easy, CURLOPT_PIPEWAIT,
+	    strncasecmp(req->url, "https:", 6) == 0 ? 1L : 0L);
 
 	TAILQ_INSERT_TAIL(&fe->transfers, t, entry);
 	fe->busy++;

@@ -481,15 +481,23 @@ def idle_origin():
 
 
 def test_sighup_raises_max_transfers():
-    d = harness.Daemon(harness.fresh_dir("hup"), max_transfers=1)
+    d = harness.Daemon(harness.fresh_dir("hup"), max_transfers=1,
+                       user_agent="imgfetchd-test/one")
     idle_origin()
+    # A handle kept from this job must not carry the old options on.
+    eq(d.wait_job(d.submit([url("/files/a.png?ua=1")], dir="ua",
+                           name="one.png")["id"])["state"], "done",
+       "job before SIGHUP")
+    eq(O.last_headers().get("user-agent"), "imgfetchd-test/one",
+       "User-Agent before SIGHUP")
     size = 4000000
     kl = key("hup-long")
     long_job = d.submit([url("/stream/%d?gap=60&magic=png&key=%s"
                              % (size, kl))], dir="long", name="long.png")
     harness.wait_for(lambda: d.job(long_job["id"])["items"][0]["bytes"] > 0,
                      5, what="the long item receiving")
-    sighup(d, conf_with(d, max_transfers=3, headers=["X-Reload: two"]),
+    sighup(d, conf_with(d, max_transfers=3, headers=["X-Reload: two"],
+                        user_agent="imgfetchd-test/two"),
            r"^imgfetchd: info: SIGHUP: configuration reloaded .*\(3 "
            r"transfers")
     eq(d.job(long_job["id"])["items"][0]["state"], "active",
@@ -503,6 +511,8 @@ def test_sighup_raises_max_transfers():
     eq(O.stats()["max_active"], 3, "transfers at once after raising "
        "max_transfers from 1 to 3 (one is the long item)")
     eq(O.last_headers().get("x-reload"), "two", "header added by SIGHUP")
+    eq(O.last_headers().get("user-agent"), "imgfetchd-test/two",
+       "User-Agent set by SIGHUP")
     job = d.wait_job(long_job["id"], timeout=20)
     eq(job["state"], "done", "the long job")
     item = job["items"][0]
