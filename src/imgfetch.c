@@ -1,9 +1,10 @@
 /*
  * imgfetch: the command-line client of imgfetchd. It speaks the daemon's
  * HTTP/JSON API over the daemon's Unix socket, with libcurl for HTTP and
- * jansson for every body sent or received. Nothing the server sends is
- * trusted: every member is type-checked before use and a missing or odd one
- * is shown as absent, never dereferenced.
+ * jansson for every JSON body sent or received; a new job goes as a
+ * text/uri-list when that form carries all of it. Nothing the server sends
+ * is trusted: every member is type-checked before use and a missing or odd
+ * one is shown as absent, never dereferenced.
  *
  * Exit status: 0 when the command succeeded (for add --wait and wait: every
  * item done), 1 when a waited-for job had failed or cancelled items, 2 for
@@ -69,6 +70,13 @@ struct buf {
 	size_t len;
 	size_t size;
 	int full; /* an append went past the limit */
+};
+
+/* A request body and its media type. */
+struct body {
+	const char *type;
+	const char *data;
+	size_t len;
 };
 
 /* A list of strings the list owns. */
@@ -408,12 +416,16 @@ client_finish(struct client *c)
 static void
 client_setup(struct client *c, const char *method, const char *path)
 {
-	char url[256];
+	char *url;
+	size_t len;
 
 	curl_easy_reset(c->curl);
 	c->errbuf[0] = '\0';
-	snprintf(url, sizeof url, "http://localhost%s%s", API_PREFIX, path);
+	len = sizeof "http://localhost" API_PREFIX + strlen(path);
+	url = xrealloc(NULL, len);
+	snprintf(url, len, "http://localhost%s%s", API_PREFIX, path);
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	free(url);
 	curl_easy_setopt(c->curl, CURLOPT_UNIX_SOCKET_PATH, c->socket);
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
@@ -477,17 +489,17 @@ client_write(char *p, size_t size, size_t n, void *arg)
 }
 
 /*
- * Send one request with an optional JSON body. On any HTTP answer returns 0
- * with *status set and *reply the parsed body (NULL if it is not JSON); -1
- * if no answer came, reported.
+ * Send one request with an optional body. On any HTTP answer returns 0 with
+ * *status set and *reply the parsed body (NULL if it is not JSON); -1 if no
+ * answer came, reported.
  */
 static int
 client_request(struct client *c, const char *method, const char *path,
-    json_t *body, long *status, json_t **reply)
+    const struct body *body, long *status, json_t **reply)
 {
 	struct curl_slist *headers = NULL, *h;
 	struct buf b;
-	char *text = NULL;
+	char type[64];
 	CURLcode code;
 	int rv = -1;
 
@@ -496,13 +508,8 @@ client_request(struct client *c, const char *method, const char *path,
 	*reply = NULL;
 	client_setup(c, method, path);
 	if (body != NULL) {
-		if ((text = json_dumps(body, JSON_COMPACT)) == NULL) {
-			warnx("cannot encode the request");
-			goto fail;
-		}
-		h = curl_slist_append(
-		    headers, "Content-Type: application/json");
-		if (h == NULL)
+		snprintf(type, sizeof type, "Content-Type: %s", body->type);
+		if ((h = curl_slist_append(headers, type)) == NULL)
 			goto nomem;
 		headers = h;
 		if ((h = curl_slist_append(headers, "Expect:")) == NULL)
@@ -517,8 +524,8 @@ client_request(struct client *c, const char *method, const char *path,
 		}
 		curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)strlen(text));
-		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, text);
+		    (curl_off_t)body->len);
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body->data);
 	}
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, client_write);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
@@ -540,24 +547,17 @@ nomem:
 	warnx("out of memory");
 fail:
 	curl_slist_free_all(headers);
-	free(text);
 	buf_free(&b);
 	return rv;
 }
 
 /*
- * Send one request and return the JSON object of a 2xx reply; NULL after
- * reporting any other outcome.
+ * The JSON object of a 2xx reply; NULL after reporting any other. Takes
+ * the reply.
  */
 static json_t *
-client_call(
-    struct client *c, const char *method, const char *path, json_t *body)
+client_reply(long status, json_t *reply)
 {
-	json_t *reply;
-	long status;
-
-	if (client_request(c, method, path, body, &status, &reply) != 0)
-		return NULL;
 	if (status >= 200 && status <= 299) {
 		if (json_is_object(reply))
 			return reply;
@@ -566,6 +566,22 @@ client_call(
 		client_warn_reply(status, reply);
 	json_decref(reply);
 	return NULL;
+}
+
+/*
+ * Send one request and return the JSON object of a 2xx reply; NULL after
+ * reporting any other outcome.
+ */
+static json_t *
+client_call(struct client *c, const char *method, const char *path,
+    const struct body *body)
+{
+	json_t *reply;
+	long status;
+
+	if (client_request(c, method, path, body, &status, &reply) != 0)
+		return NULL;
+	return client_reply(status, reply);
 }
 
 /* Read a job id operand; -1 if it is not one. */
@@ -1191,21 +1207,59 @@ fail:
 	return rv;
 }
 
-/* Put a string into an object; -1 if it is not valid UTF-8. */
+/* Whether jansson takes s as a string: valid UTF-8 (ASCII always is). */
 static int
-add_string(json_t *obj, const char *key, const char *value)
+add_utf8(const char *s)
 {
+	const unsigned char *p;
 	json_t *v;
 
-	if ((v = json_string(value)) == NULL) {
-		warnx("%s: not valid UTF-8: %s", key, value);
+	p = (const unsigned char *)s;
+	while (*p != '\0' && *p < 0x80)
+		p++;
+	if (*p == '\0')
+		return 1;
+	if ((v = json_string(s)) == NULL)
+		return 0;
+	json_decref(v);
+	return 1;
+}
+
+/* Check the URLs, dir and name are UTF-8 before either form is sent. */
+static int
+add_check(struct strings *urls, const char *dir, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < urls->n; i++) {
+		if (!add_utf8(urls->v[i])) {
+			warnx("not valid UTF-8: %s", urls->v[i]);
+			return -1;
+		}
+	}
+	if (dir != NULL && !add_utf8(dir)) {
+		warnx("dir: not valid UTF-8: %s", dir);
 		return -1;
 	}
-	json_object_set_new(obj, key, v);
+	if (name != NULL && !add_utf8(name)) {
+		warnx("name: not valid UTF-8: %s", name);
+		return -1;
+	}
 	return 0;
 }
 
-/* Build the job request body; NULL after reporting a bad value. */
+/* A string checked by add_check, as JSON. */
+static json_t *
+add_string(const char *s)
+{
+	json_t *v;
+
+	if ((v = json_string_nocheck(s)) == NULL)
+		errx(EXIT_ERROR, "out of memory");
+	return v;
+}
+
+/* Build the JSON job body; NULL after reporting a bad header. */
 static json_t *
 add_body(struct strings *urls, const char *dir, const char *name,
     struct strings *headers)
@@ -1220,26 +1274,23 @@ add_body(struct strings *urls, const char *dir, const char *name,
 	if (body == NULL || list == NULL || hdrs == NULL)
 		errx(EXIT_ERROR, "out of memory");
 	json_object_set_new(body, "urls", list);
-	for (i = 0; i < urls->n; i++) {
-		if ((v = json_string(urls->v[i])) == NULL) {
-			warnx("not valid UTF-8: %s", urls->v[i]);
-			goto fail;
-		}
-		json_array_append_new(list, v);
-	}
-	if (dir != NULL && add_string(body, "dir", dir) != 0)
-		goto fail;
-	if (name != NULL && add_string(body, "name", name) != 0)
-		goto fail;
+	for (i = 0; i < urls->n; i++)
+		json_array_append_new(list, add_string(urls->v[i]));
+	if (dir != NULL)
+		json_object_set_new(body, "dir", add_string(dir));
+	if (name != NULL)
+		json_object_set_new(body, "name", add_string(name));
 	for (i = 0; i < headers->n; i++) {
 		copy = xstrdup(headers->v[i]);
 		value = strchr(copy, ':');
 		*value++ = '\0';
 		value += strspn(value, " \t");
-		if (add_string(hdrs, copy, value) != 0) {
+		if ((v = json_string(value)) == NULL) {
+			warnx("%s: not valid UTF-8: %s", copy, value);
 			free(copy);
 			goto fail;
 		}
+		json_object_set_new(hdrs, copy, v);
 		free(copy);
 	}
 	if (headers->n != 0)
@@ -1253,21 +1304,168 @@ fail:
 	return NULL;
 }
 
+/*
+ * Whether a text/uri-list carries the job exactly: it has no place for
+ * headers, and its parser trims blanks, splits at LF and skips empty lines
+ * and lines starting with '#', so such URLs must go as JSON (which refuses
+ * them with the message the user has always seen).
+ */
+static int
+add_listable(struct strings *urls, struct strings *headers)
+{
+	const unsigned char *p;
+	size_t i;
+
+	if (headers->n != 0)
+		return 0;
+	for (i = 0; i < urls->n; i++) {
+		p = (const unsigned char *)urls->v[i];
+		if (*p == '\0' || *p == '#')
+			return 0;
+		for (; *p != '\0'; p++) {
+			if (*p <= 0x20 || *p == 0x7f)
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* Append "?key=value" or "&key=value", the value percent-encoded. */
+static int
+add_param(struct client *c, char **path, const char *key, const char *value)
+{
+	char *esc, *p;
+	size_t len;
+
+	if ((esc = curl_easy_escape(c->curl, value, 0)) == NULL) {
+		warnx("cannot encode the request");
+		return -1;
+	}
+	len = strlen(*path) + strlen(key) + strlen(esc) + 3;
+	p = xrealloc(NULL, len);
+	snprintf(p, len, "%s%c%s=%s", *path,
+	    strchr(*path, '?') != NULL ? '&' : '?', key, esc);
+	curl_free(esc);
+	free(*path);
+	*path = p;
+	return 0;
+}
+
+/* The URLs as a text/uri-list body: one a line, each ended by CRLF. */
+static char *
+add_list(struct strings *urls, size_t *len)
+{
+	char *text, *p;
+	size_t i, n;
+
+	*len = 0;
+	for (i = 0; i < urls->n; i++)
+		*len += strlen(urls->v[i]) + 2;
+	p = text = xrealloc(NULL, *len + 1);
+	for (i = 0; i < urls->n; i++) {
+		n = strlen(urls->v[i]);
+		memcpy(p, urls->v[i], n);
+		p += n;
+		*p++ = '\r';
+		*p++ = '\n';
+	}
+	*p = '\0';
+	return text;
+}
+
+/*
+ * POST the job as a text/uri-list, dir and name in the query: 0 with the
+ * answer in *status and *reply, -1 if none came (reported).
+ */
+static int
+add_post_list(struct client *c, struct strings *urls, const char *dir,
+    const char *name, long *status, json_t **reply)
+{
+	struct body body;
+	char *path, *text = NULL;
+	int rv = -1;
+
+	path = xstrdup("/jobs");
+	if (dir != NULL && add_param(c, &path, "dir", dir) != 0)
+		goto out;
+	if (name != NULL && add_param(c, &path, "name", name) != 0)
+		goto out;
+	body.type = "text/uri-list";
+	body.data = text = add_list(urls, &body.len);
+	rv = client_request(c, "POST", path, &body, status, reply);
+out:
+	free(text);
+	free(path);
+	return rv;
+}
+
+/* POST the job as JSON; returns as add_post_list does. */
+static int
+add_post_json(struct client *c, struct strings *urls, const char *dir,
+    const char *name, struct strings *headers, long *status, json_t **reply)
+{
+	struct body body;
+	json_t *obj;
+	char *text;
+	int rv;
+
+	if ((obj = add_body(urls, dir, name, headers)) == NULL)
+		return -1;
+	text = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	if (text == NULL) {
+		warnx("cannot encode the request");
+		return -1;
+	}
+	body.type = "application/json";
+	body.data = text;
+	body.len = strlen(text);
+	rv = client_request(c, "POST", "/jobs", &body, status, reply);
+	free(text);
+	return rv;
+}
+
+/*
+ * POST the job; the object of the 2xx reply, or NULL after reporting. A
+ * text/uri-list with dir and name in the query is smaller than JSON and
+ * much cheaper for the daemon to take in, so it goes whenever it carries
+ * the whole job. If the daemon refuses it, the job is sent again as JSON,
+ * whose refusals name urls[i] as the client has always shown them (the
+ * list's would name a line of a body the user never saw).
+ */
+static json_t *
+add_post(struct client *c, struct strings *urls, const char *dir,
+    const char *name, struct strings *headers)
+{
+	json_t *reply;
+	long status;
+
+	if (add_listable(urls, headers)) {
+		if (add_post_list(c, urls, dir, name, &status, &reply) != 0)
+			return NULL;
+		if (status != 400 && status != 413 && status != 415)
+			return client_reply(status, reply);
+		json_decref(reply);
+	}
+	if (add_post_json(c, urls, dir, name, headers, &status, &reply) != 0)
+		return NULL;
+	return client_reply(status, reply);
+}
+
 /* Submit a job; with wait, follow it to its end. */
 static int
 cmd_add(struct client *c, struct strings *urls, const char *dir,
     const char *name, struct strings *headers, int wait)
 {
-	json_t *body, *reply;
+	json_t *reply;
 	long long id, total;
 
-	if ((body = add_body(urls, dir, name, headers)) == NULL)
+	if (add_check(urls, dir, name) != 0)
 		return EXIT_ERROR;
 	/* Only --json without --wait prints the job with its items. */
 	c->minimal = wait || !c->json;
-	reply = client_call(c, "POST", "/jobs", body);
+	reply = add_post(c, urls, dir, name, headers);
 	c->minimal = 0;
-	json_decref(body);
 	if (reply == NULL)
 		return EXIT_ERROR;
 	if ((id = field_int(reply, "id", -1)) < 0) {

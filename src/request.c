@@ -20,14 +20,14 @@
 static const char *const request_fields[] = { "urls", "dir", "name",
 	"headers" };
 
-/* Check one URL: absolute, http or https, with a host. */
-int
-request_check_url(const char *url, char **cause)
+/* Check one URL, with a handle that may have checked others before. */
+static int
+request_check_url_with(CURLU *h, const char *url, char **cause)
 {
-	CURLU *h;
 	CURLUcode uc;
 	char *scheme = NULL, *host = NULL, *p;
 	size_t len, i;
+	unsigned char c, high = 0;
 	int rc = -1;
 
 	len = strlen(url);
@@ -40,23 +40,32 @@ request_check_url(const char *url, char **cause)
 		return -1;
 	}
 	for (i = 0; i < len; i++) {
-		if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f) {
+		c = (unsigned char)url[i];
+		if (c <= 0x20 || c == 0x7f) {
 			xasprintf(
 			    cause, "URL contains a space or control character");
 			return -1;
 		}
+		high |= c;
 	}
-	if (!path_is_utf8(url, len)) {
+	/* ASCII is UTF-8: only a URL with a high byte needs the full check. */
+	if ((high & 0x80) && !path_is_utf8(url, len)) {
 		xasprintf(cause, "URL is not valid UTF-8");
 		return -1;
 	}
 
-	if ((h = curl_url()) == NULL)
-		fatalx("%s: curl_url failed", __func__);
-	uc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	/*
+	 * Empty the handle first: curl resolves a relative URL against the one
+	 * a handle holds, which would let "/x" or "?q" through. Only the
+	 * verdict is used, never curl's copy of the URL, so its "../"
+	 * normalisation (which refuses nothing) is skipped.
+	 */
+	curl_url_set(h, CURLUPART_URL, NULL, 0);
+	uc = curl_url_set(
+	    h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME | CURLU_PATH_AS_IS);
 	if (uc == CURLUE_BAD_SLASHES) {
 		/* "javascript:x" and the like: ask again to name the cause. */
-		uc = curl_url_set(h, CURLUPART_URL, url, 0);
+		uc = curl_url_set(h, CURLUPART_URL, url, CURLU_PATH_AS_IS);
 	}
 	switch (uc) {
 	case CURLUE_OK:
@@ -97,6 +106,29 @@ request_check_url(const char *url, char **cause)
 fail:
 	curl_free(host);
 	curl_free(scheme);
+	return rc;
+}
+
+/* A URL handle for request_check_url_with. */
+static CURLU *
+request_url_handle(void)
+{
+	CURLU *h;
+
+	if ((h = curl_url()) == NULL)
+		fatalx("%s: curl_url failed", __func__);
+	return h;
+}
+
+/* Check one URL: absolute, http or https, with a host. */
+int
+request_check_url(const char *url, char **cause)
+{
+	CURLU *h;
+	int rc;
+
+	h = request_url_handle();
+	rc = request_check_url_with(h, url, cause);
 	curl_url_cleanup(h);
 	return rc;
 }
@@ -201,9 +233,11 @@ static int
 request_json_urls(struct job_request *req, json_t *v, char **cause)
 {
 	json_t *item;
+	CURLU *h;
 	const char *s;
 	char *why;
 	size_t i, n;
+	int rc = -1;
 
 	if (!json_is_array(v)) {
 		xasprintf(cause, "urls: must be an array of strings");
@@ -218,25 +252,29 @@ request_json_urls(struct job_request *req, json_t *v, char **cause)
 		return -1;
 	}
 	req->urls = xcalloc(n, sizeof *req->urls);
+	h = request_url_handle();
 	json_array_foreach(v, i, item)
 	{
 		if (!json_is_string(item)) {
 			xasprintf(cause, "urls[%zu]: must be a string", i);
-			return -1;
+			goto fail;
 		}
 		s = json_string_value(item);
 		if (strlen(s) != json_string_length(item)) {
 			xasprintf(cause, "urls[%zu]: contains NUL", i);
-			return -1;
+			goto fail;
 		}
-		if (request_check_url(s, &why) != 0) {
+		if (request_check_url_with(h, s, &why) != 0) {
 			xasprintf(cause, "urls[%zu]: %s", i, why);
 			free(why);
-			return -1;
+			goto fail;
 		}
 		req->urls[req->nurls++] = xstrdup(s);
 	}
-	return 0;
+	rc = 0;
+fail:
+	curl_url_cleanup(h);
+	return rc;
 }
 
 /* Take a string member that must not hold NUL. */
@@ -399,6 +437,7 @@ request_parse_urilist(struct job_request *req, const char *body, size_t len,
     const char *dir, const char *name, char **cause)
 {
 	struct job_request r;
+	CURLU *h;
 	const char *line, *end, *next;
 	char *url, *why;
 	size_t lineno, n, size = 0;
@@ -410,6 +449,7 @@ request_parse_urilist(struct job_request *req, const char *body, size_t len,
 	if (name != NULL && path_check_template(name, cause) != 0)
 		return -1;
 
+	h = request_url_handle();
 	lineno = 0;
 	for (line = body; line < body + len; line = next) {
 		lineno++;
@@ -436,7 +476,7 @@ request_parse_urilist(struct job_request *req, const char *body, size_t len,
 			goto fail;
 		}
 		url = xstrndup(line, n);
-		if (request_check_url(url, &why) != 0) {
+		if (request_check_url_with(h, url, &why) != 0) {
 			xasprintf(cause, "line %zu: %s", lineno, why);
 			free(why);
 			free(url);
@@ -452,6 +492,7 @@ request_parse_urilist(struct job_request *req, const char *body, size_t len,
 		xasprintf(cause, "body: no URLs in the list");
 		goto fail;
 	}
+	curl_url_cleanup(h);
 	if (dir != NULL)
 		r.dir = xstrdup(dir);
 	if (name != NULL)
@@ -459,6 +500,7 @@ request_parse_urilist(struct job_request *req, const char *body, size_t len,
 	*req = r;
 	return 0;
 fail:
+	curl_url_cleanup(h);
 	request_finish(&r);
 	return -1;
 }

@@ -10,9 +10,12 @@ import os
 import pty
 import re
 import select
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,6 +42,91 @@ def setup():
 def teardown():
     daemon.stop()
     origin.stop()
+
+
+class Tap:
+    """A Unix socket in front of the daemon's that passes every byte on and
+    keeps what clients send, so a test can see the form of each request."""
+
+    def __init__(self, target):
+        self.sock = os.path.join(fresh_dir("tap"), "sock")
+        self.target = target
+        self.lock = threading.Lock()
+        self.conns = []  # bytes sent on each connection, in accept order
+        self.sockets = []
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.sock)
+        self.listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            up.connect(self.target)
+            sent = bytearray()
+            with self.lock:
+                self.conns.append(sent)
+                self.sockets += [down, up]
+            threading.Thread(target=self._pipe, args=(down, up, sent),
+                             daemon=True).start()
+            threading.Thread(target=self._pipe, args=(up, down, None),
+                             daemon=True).start()
+
+    def _pipe(self, src, dst, keep):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if keep is not None:
+                    with self.lock:
+                        keep += data
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def take(self):
+        """The requests sent since the last take, oldest first, each as
+        (method, target, headers with lower-case names, body)."""
+        with self.lock:
+            conns = [bytes(c) for c in self.conns]
+            for c in self.conns:
+                c.clear()
+        reqs = []
+        for data in conns:
+            while True:
+                head, sep, rest = data.partition(b"\r\n\r\n")
+                if not sep:
+                    break
+                lines = head.decode("latin-1").split("\r\n")
+                hdrs = {}
+                for line in lines[1:]:
+                    k, _, v = line.partition(":")
+                    hdrs[k.strip().lower()] = v.strip()
+                n = int(hdrs.get("content-length", "0"))
+                method, target, _version = lines[0].split(" ")
+                reqs.append((method, target, hdrs, rest[:n]))
+                data = rest[n:]
+        return reqs
+
+    def posts(self):
+        """The POSTs of take(), as (Content-Type, target, headers, body)."""
+        return [(h.get("content-type"), t, h, b)
+                for m, t, h, b in self.take() if m == "POST"]
+
+    def stop(self):
+        self.listener.close()
+        with self.lock:
+            for s in self.sockets:
+                s.close()
 
 
 def env_without_socket(**extra):
@@ -212,6 +300,99 @@ def test_json_output():
     jobs = json.loads(cli_ok("--json", "ls"))
     check(any(j.get("id") == job["id"] for j in jobs.get("jobs", [])),
           "job %d not in ls --json" % job["id"])
+
+
+def test_urilist_form():
+    """A job the uri-list form can carry goes as one: dir and name
+    percent-encoded in the query, URLs one a line; the files land where
+    the JSON form would have put them."""
+    files = ["a.png", "b.png", "sub/c.png"]
+    urls = [origin.url("/files/" + f) for f in files]
+    d = "cli/list a&b#c%41+d=e?f;g {x} \u00e9\u6f22"
+    name = "{n} q&r#s%2B+t=u?v {{lit}} \u00fc.{ext}"
+    tap = Tap(daemon.sock)
+    try:
+        rc, out, err = cli("--socket", tap.sock, "add", *urls, "--dir", d,
+                           "--name", name, "--wait", sock=False)
+        posts = tap.posts()
+    finally:
+        tap.stop()
+    eq(rc, 0, "exit status (stderr %r)" % err)
+    eq(len(posts), 1, "POSTs sent")
+    ctype, target, hdrs, body = posts[0]
+    eq(ctype, "text/uri-list", "Content-Type of the job")
+    eq(hdrs.get("prefer"), "return=minimal", "Prefer header")
+    eq(body.decode(), "".join(u + "\r\n" for u in urls), "body")
+    path, _, query = target.partition("?")
+    eq(path, "/v1/jobs", "path of the POST")
+    check(re.fullmatch(r"dir=[A-Za-z0-9%._~-]+&name=[A-Za-z0-9%._~-]+",
+                       query), "query not fully encoded: %r" % query)
+    eq([urllib.parse.unquote(p.partition("=")[2], errors="strict")
+        for p in query.split("&")], [d, name], "decoded query")
+
+    jid = job_id(out)
+    job = daemon.job(jid)
+    eq((job.get("dir"), job.get("name")), (d, name), "dir and name of job")
+    want = {u: corpus[f] for u, f in zip(urls, files)}
+    check_files(jid, want)
+    for n, u in enumerate(urls):
+        rel = "%s/%d q&r#s%%2B+t=u?v {lit} \u00fc.png" % (d, n)
+        check(read_file(daemon.path(rel)) == want[u],
+              "%r: not the file of %s" % (rel, u))
+        check(re.search(r"^done %d %s$" % (n, re.escape(rel)), out, re.M),
+              "no 'done %d %s' line in %r" % (n, rel, out))
+    eq(summary(out).group(2), "done", "final state in the summary")
+
+
+def test_json_fallback():
+    """What the uri-list form cannot carry goes as JSON: headers, and URLs
+    its parser would trim or skip; a refused list is asked again as JSON,
+    so errors name urls[i] as they always have."""
+    url = origin.url("/files/a.png")
+    tap = Tap(daemon.sock)
+    try:
+        def add(*args):
+            rc, out, err = cli("--socket", tap.sock, "add", *args,
+                               sock=False)
+            return rc, out, err, [(p[0], p[3]) for p in tap.posts()]
+
+        rc, out, err, posts = add(url, "--dir", "cli/fb", "--name", "h.png",
+                                  "-H", "X-Fallback: 1", "--wait")
+        eq(rc, 0, "exit status with a header (stderr %r)" % err)
+        eq([p[0] for p in posts], ["application/json"], "forms sent")
+        body = json.loads(posts[0][1])
+        eq(body, {"urls": [url], "dir": "cli/fb", "name": "h.png",
+                  "headers": {"X-Fallback": "1"}}, "JSON body")
+        eq(origin.last_headers().get("x-fallback"), "1", "header sent")
+        eq(read_file(daemon.path("cli/fb/h.png")), corpus["a.png"],
+           "file fetched with a header")
+
+        # Lines the list would skip or trim: sent as JSON, refused there.
+        for bad, why in (("#" + url, "urls[1]: not an absolute"),
+                         (" " + url, "urls[1]: URL contains a space"),
+                         ("", "urls[1]: empty URL")):
+            rc, out, err, posts = add(url, bad)
+            eq(rc, 2, "exit status for %r" % bad)
+            check(err.startswith("imgfetch: 400: " + why),
+                  "message for %r: %r" % (bad, err))
+            eq([p[0] for p in posts], ["application/json"],
+               "forms sent for %r" % bad)
+            eq(out, "", "stdout for %r" % bad)
+
+        # Refused as a list, then as JSON: the user sees the JSON answer.
+        for args, why in (([url, "ftp://h/x.png"], "urls[1]: unsupported"),
+                          ([url, "--dir", "../up"], "dir: \"..\"")):
+            rc, out, err, posts = add(*args)
+            eq(rc, 2, "exit status for %r" % args)
+            check(err.startswith("imgfetch: 400: " + why),
+                  "message for %r: %r" % (args, err))
+            eq(err.count("\n"), 1, "lines of %r" % err)
+            eq([p[0] for p in posts], ["text/uri-list", "application/json"],
+               "forms sent for %r" % args)
+    finally:
+        tap.stop()
+    check("line 2: unsupported scheme" in daemon.log(),
+          "the daemon did not refuse line 2 of a list")
 
 
 def test_ls_and_status():
