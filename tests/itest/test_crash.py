@@ -383,7 +383,11 @@ SLOW_MS = 400
 def with_slow_disk(ms, fn, *args, **kwargs):
     """fn(*args, **kwargs), any daemon it starts having every file write
     take ms longer."""
-    env = {"LD_PRELOAD": os.environ["SLOWDISK"], "SLOWDISK_MS": str(ms)}
+    env = {"LD_PRELOAD": os.environ["SLOWDISK"], "SLOWDISK_MS": str(ms),
+           # An ASan build of the daemon would refuse a preload first.
+           "ASAN_OPTIONS": ":".join(filter(None, [
+               os.environ.get("ASAN_OPTIONS"),
+               "verify_asan_link_order=0"]))}
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
