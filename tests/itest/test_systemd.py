@@ -145,17 +145,6 @@ STATUS_RE = re.compile(r"^(\d+) jobs; items: (\d+) queued, (\d+) active, "
                        r"(\d+) done, (\d+) failed; (\d+) bytes$")
 
 
-def connects(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 # ------------------------------------------------------------ notify
 
 def test_notify_sequence():
@@ -174,7 +163,7 @@ def test_notify_sequence():
         eq(pid, d.pid, "sender of the first notification")
         eq(first.get("READY"), "1", "first notification %r" % first)
         # READY=1 means the socket accepts: connect at once, no retry.
-        check(connects(d.sock), "READY=1 sent before %s accepts" % d.sock)
+        check(harness.unix_accepting(d.sock), "READY=1 sent before %s accepts" % d.sock)
         check(STATUS_RE.match(first.get("STATUS", "")),
               "READY=1 without a STATUS line: %r" % first)
 
