@@ -574,7 +574,20 @@ class Daemon:
         return self.proc.pid
 
     def cpu(self):
-        """User + system CPU seconds of every thread so far."""
+        """CPU seconds of every thread so far: from schedstat, to the
+        nanosecond, where the kernel has it; else user + system ticks."""
+        total = 0
+        try:
+            for tid in os.listdir("/proc/%d/task" % self.pid):
+                try:
+                    with open("/proc/%d/task/%s/schedstat"
+                              % (self.pid, tid)) as f:
+                        total += int(f.read().split()[0])
+                except FileNotFoundError:
+                    pass  # the thread has just ended
+            return total / 1e9
+        except (OSError, ValueError, IndexError):
+            pass
         with open("/proc/%d/stat" % self.pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         # Fields 14 and 15 (utime, stime) are 12 and 13 after the name.
@@ -836,6 +849,7 @@ class Bench:
         self.workloads = []
         self.tallies = {}
         self.slow = []
+        self.ab = {}  # workload key -> [(Result A, Result B)], with --ab
         self.failures = 0
         self.notes = []
 
@@ -983,6 +997,40 @@ class Bench:
             for ct in live:
                 ct.end(wl)
 
+    def run_ab(self, wl):
+        """This build (A) and another (B) on two daemons started side by
+        side and used in turn, A B then B A: whatever the machine's speed
+        does over the minutes falls on both alike, and the ratio of each
+        pair shows differences far smaller than the drift between runs."""
+        a = self.args
+        builds = (("A", self.imgfetchd), ("B", a.ab))
+        daemons = []
+        pairs = self.ab[wl.key] = []
+        try:
+            for label, binary in builds:
+                daemons.append(Daemon(binary, self.tmp, self.outroot,
+                                      "%s-%s" % (wl.key, label),
+                                      self.concurrency, self.workers))
+            for rnd in range(a.warmup + a.runs):
+                res = [None, None]
+                for k in ((0, 1) if rnd % 2 == 0 else (1, 0)):
+                    res[k] = run_imgfetchd(self, daemons[k], wl, "%s%d%s" % (
+                        wl.key, rnd, builds[k][0]))
+                    if not res[k].ok:
+                        self.failures += 1
+                        log("bench: %s %s INVALID: %s" % (
+                            wl.key, builds[k][0], res[k].why))
+                counted = rnd >= a.warmup
+                log("bench: %s %s  A %.3fs cpu %.3fs  B %.3fs cpu %.3fs" % (
+                    wl.key, "pair %d" % (rnd - a.warmup + 1) if counted
+                    else "warm-up", res[0].wall, res[0].cpu, res[1].wall,
+                    res[1].cpu))
+                if counted and res[0].ok and res[1].ok:
+                    pairs.append((res[0], res[1]))
+        finally:
+            for d in daemons:
+                d.stop()
+
     def run_slowdisk(self, workers):
         """Workload (b) on a plain daemon and on one with the shim, in
         turn, polling /v1/status during every run."""
@@ -1028,6 +1076,11 @@ class Bench:
                 d.stop()
 
     def run_all(self):
+        if self.args.ab:
+            for wl in self.workloads:
+                log("bench: A/B, workload %s" % wl.title)
+                self.run_ab(wl)
+            return
         for wl in self.workloads:
             log("bench: workload %s" % wl.title)
             self.run_workload(wl)
@@ -1090,6 +1143,8 @@ class Bench:
         ]
 
     def report(self):
+        if self.args.ab:
+            return self.ab_report()
         a = self.args
         c = self.concurrency
         out = []
@@ -1129,6 +1184,44 @@ class Bench:
         if self.notes:
             out.append("")
             out.extend(self.notes)
+        return "\n".join(out) + "\n"
+
+    def ab_report(self):
+        a = self.args
+        out = ["# imgfetchd A/B%s" % (" (smoke)" if a.smoke else ""), ""]
+        out.extend(self.machine())
+        out.append("- A: %s; B: %s" % (self.imgfetchd, a.ab))
+        out.append("- concurrency C = %d; workers = %s; %d counted pair(s) "
+                   "after %d warm-up pair(s), on two daemons side by side, "
+                   "A B then B A" % (
+                       self.concurrency, "%d" % self.workers
+                       if self.workers is not None else "each daemon's "
+                       "default", a.runs, a.warmup))
+        out.append("- time: wall of `imgfetch add -f LIST --wait --quiet`; "
+                   "CPU: the daemon's (schedstat) plus the client's; B/A: "
+                   "the median of the pairs' ratios, and their quartiles")
+        out.append("")
+        out.append("| workload | pairs | A s | B s | B/A time (q1-q3) | A CPU s "
+                   "| B CPU s | B/A CPU (q1-q3) |")
+        out.append("|---|---|---|---|---|---|---|---|")
+        for wl in self.workloads:
+            pairs = self.ab.get(wl.key, [])
+            if not pairs:
+                out.append("| %s | 0 | - | - | - | - | - | - |" % wl.key)
+                continue
+            walls = [b.wall / x.wall for x, b in pairs]
+            cpus = [b.cpu / x.cpu for x, b in pairs if x.cpu > 0]
+
+            def ratio(xs):
+                if not xs:
+                    return "-"
+                return "%.3f (%.3f-%.3f)" % (median(xs), percentile(xs, 25),
+                                             percentile(xs, 75))
+            out.append("| %s | %d | %.3f | %.3f | %s | %.3f | %.3f | %s |" % (
+                wl.key, len(pairs), median([x.wall for x, _ in pairs]),
+                median([b.wall for _, b in pairs]), ratio(walls),
+                median([x.cpu for x, _ in pairs]),
+                median([b.cpu for _, b in pairs]), ratio(cpus)))
         return "\n".join(out) + "\n"
 
     def table(self, wl):
@@ -1341,12 +1434,26 @@ def parse_args(argv):
                    "README.md) or next to the corpus")
     p.add_argument("--tmpfs-dir", default="/dev/shm",
                    help="the tmpfs for --out-fs tmpfs (default /dev/shm)")
+    p.add_argument("--ab", metavar="IMGFETCHD",
+                   help="instead of the contenders, compare this build "
+                   "of imgfetchd (A) with another (B) in pairs of runs on "
+                   "two daemons side by side; no slow-disk run (default "
+                   "30 pairs after 2 warm-up pairs; smoke 2 and 0)")
     p.add_argument("--save", metavar="FILE",
                    help="also write the report to FILE")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary directory")
     a = p.parse_args(argv)
     smoke = a.smoke
+    if a.ab:
+        if not os.access(a.ab, os.X_OK):
+            p.error("--ab: %s is not an executable" % a.ab)
+        a.no_slowdisk = True
+        a.contenders = "imgfetchd"
+        if a.runs is None:
+            a.runs = 2 if smoke else 30
+        if a.warmup is None:
+            a.warmup = 0 if smoke else 2
     for k, full, tiny in (("runs", 5, 1), ("warmup", 1, 0),
                           ("small", 5000, 20), ("delayed", 1000, 20),
                           ("big", 4, 1), ("big_mib", 256, 4),
