@@ -219,6 +219,53 @@ def test_full_disk_fails_items_and_recovers():
             subprocess.run(["umount", dl], check=False)
 
 
+@harness.timeout(120)
+def test_store_failure_refuses_the_job_and_keeps_nothing():
+    """When the store cannot write a new job, the submission gets a 500
+    naming the problem; the transfers it had already started are dropped
+    with their bodies, none of which reached the disk; the daemon stays up
+    and takes the next job once the store can write again."""
+    for var in ("FAILWRITE", "SLOWDISK"):
+        if not os.path.exists(os.environ.get(var, "")):
+            raise harness.Skip("no %s shim" % var)
+    tmp = harness.fresh_dir("storefail")
+    flag = os.path.join(tmp, "store-is-full")
+    # Every write takes 150 ms, and a store write then fails while flag
+    # exists: the bodies arrive long before the store gives up.
+    env = {"LD_PRELOAD": "%s:%s" % (os.environ["SLOWDISK"],
+                                    os.environ["FAILWRITE"]),
+           "SLOWDISK_MS": "150",
+           "FAILWRITE_DIR": os.path.join(tmp, "state"),
+           "FAILWRITE_FLAG": flag}
+    d = Daemon(tmp, env=env, max_transfers=8)
+    try:
+        rels = ["small/%d.png" % i for i in range(30, 40)]
+        O.reset_stats()
+        open(flag, "w").close()
+        status, _h, data = d.api("POST", "/v1/jobs", {
+            "urls": corpus_urls(rels), "dir": "refused", "name": "{name}"})
+        eq(status, 500, "submission while the store cannot write (%r)"
+           % data)
+        check(isinstance(data, dict) and "could not be stored"
+              in data.get("error", ""), "error %r" % data)
+        check(O.stats()["requests"] > 0, "no transfer started before the "
+              "store failed: the test shows nothing")
+        eq(harness.files_under(d.download_dir), [],
+           "files of the refused job")
+        os.unlink(flag)
+        check(d.alive(), "the daemon died")
+        job = d.wait_job(d.submit(corpus_urls(rels), dir="kept",
+                                  name="{name}")["id"], timeout=60)
+        check_files(d, job, rels)
+        eq(harness.files_under(d.download_dir),
+           sorted("kept/" + os.path.basename(r) for r in rels),
+           "files after the store recovered")
+    finally:
+        if os.path.exists(flag):
+            os.unlink(flag)
+        d.stop()
+
+
 def unprivileged():
     """(uid, gid, preexec) for an unprivileged daemon: nobody when root,
     the current user otherwise."""
