@@ -951,7 +951,11 @@ fetch_cancel(struct transfer *t)
 		transfer_free(t);
 		return;
 	}
-	if (!t->closing) {
+	/*
+	 * A closing file is aborted after PREPARED (fetch_commit), but a held
+	 * one never gets there: abort it now, its queued commit unrun.
+	 */
+	if (!t->closing || t->hold) {
 		t->closing = 1;
 		wfile_abort(t->file);
 	}

@@ -264,6 +264,9 @@ def test_store_failure_refuses_the_job_and_keeps_nothing():
         if os.path.exists(flag):
             os.unlink(flag)
         d.stop()
+    # The refused job's files were all finished with, none left behind.
+    check("still open" not in d.log(), "files left open at the stop:\n%s"
+          % d.log_tail())
 
 
 def unprivileged():
