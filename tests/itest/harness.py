@@ -461,8 +461,12 @@ class Daemon:
         "on_exists": "suffix",
     }
 
-    def __init__(self, tmp, prefix=None, wait=True, **config):
+    def __init__(self, tmp, prefix=None, wait=True, env=None, exe=None,
+                 preexec=None, **config):
         self.dir = tmp
+        self.extra_env = dict(env or {})  # added to the daemon's environment
+        self.exe = exe  # another binary than $IMGFETCHD
+        self.preexec = preexec  # run in the child before the exec
         os.makedirs(tmp, exist_ok=True)
         settings = dict(self.defaults)
         settings["socket_path"] = os.path.join(tmp, "sock")
@@ -481,10 +485,14 @@ class Daemon:
 
     def start(self, wait=True):
         """Start the process; with wait, until the socket accepts."""
+        env = dict(os.environ)
+        env.update(self.extra_env)
         self.logf = open(self.logpath, "ab")
         self.proc = subprocess.Popen(
-            self.prefix + [binary("IMGFETCHD"), "-c", self.confpath],
-            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf)
+            self.prefix + [self.exe or binary("IMGFETCHD"), "-c",
+                           self.confpath],
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
+            env=env, preexec_fn=self.preexec)
         _live.append(self)
         _started.append(self)
         if wait:

@@ -380,24 +380,14 @@ def test_kill9_right_after_202():
 SLOW_MS = 400
 
 
-def with_slow_disk(ms, fn, *args, **kwargs):
-    """fn(*args, **kwargs), any daemon it starts having every file write
-    take ms longer."""
-    env = {"LD_PRELOAD": os.environ["SLOWDISK"], "SLOWDISK_MS": str(ms),
-           # An ASan build of the daemon would refuse a preload first.
-           "ASAN_OPTIONS": ":".join(filter(None, [
-               os.environ.get("ASAN_OPTIONS"),
-               "verify_asan_link_order=0"]))}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        return fn(*args, **kwargs)
-    finally:
-        for k, v in old.items():
-            if v is None:
-                del os.environ[k]
-            else:
-                os.environ[k] = v
+def slow_disk_env(ms):
+    """The environment that makes every file write of the daemon take ms
+    longer."""
+    return {"LD_PRELOAD": os.environ["SLOWDISK"], "SLOWDISK_MS": str(ms),
+            # An ASan build of the daemon would refuse a preload first.
+            "ASAN_OPTIONS": ":".join(filter(None, [
+                os.environ.get("ASAN_OPTIONS"),
+                "verify_asan_link_order=0"]))}
 
 
 @harness.timeout(120)
@@ -412,7 +402,7 @@ def test_files_wait_for_the_store():
     origin = CountingOrigin(bodies)
     try:
         tmp = harness.fresh_dir("hold")
-        d = with_slow_disk(SLOW_MS, harness.Daemon, tmp, max_transfers=8,
+        d = harness.Daemon(tmp, env=slow_disk_env(SLOW_MS), max_transfers=8,
                            log_level="info")
         for k in range(2):
             ns = range(k * 20, (k + 1) * 20)
@@ -437,7 +427,7 @@ def test_files_wait_for_the_store():
                 check("job" not in got, "a 202 from a killed daemon")
                 eq(harness.files_under(d.download_dir), [],
                    "files on the disk after kill -9 before the 202")
-                with_slow_disk(SLOW_MS, d.start)
+                d.start()
                 continue
             th.join()
             check("job" in got, "no 202: %r" % got.get("error"))

@@ -46,30 +46,6 @@ def teardown():
         O.stop()
 
 
-class Daemon(harness.Daemon):
-    """harness.Daemon with another binary, extra environment variables and
-    a function run in the child before the exec (limits, user)."""
-
-    def __init__(self, tmp, exe=None, env=None, preexec=None, **config):
-        self.exe = exe
-        self.extra_env = dict(env or {})
-        self.preexec = preexec
-        super().__init__(tmp, **config)
-
-    def start(self, wait=True):
-        env = dict(os.environ)
-        env.update(self.extra_env)
-        self.logf = open(self.logpath, "ab")
-        self.proc = subprocess.Popen(
-            [self.exe or harness.binary("IMGFETCHD"), "-c", self.confpath],
-            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
-            env=env, preexec_fn=self.preexec)
-        harness._live.append(self)
-        harness._started.append(self)
-        if wait:
-            self.wait_ready()
-
-
 def connect(d, timeout=5):
     """A raw connection to the daemon's socket."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -163,7 +139,7 @@ def test_full_disk_fails_items_and_recovers():
                                    else "the failwrite shim"))
     d = None
     try:
-        d = Daemon(tmp, env=env, download_dir=dl, max_transfers=4)
+        d = harness.Daemon(tmp, env=env, download_dir=dl, max_transfers=4)
         small = ["a.png", "b.png", "sub/c.png"]
         if mounted:
             # Bigger than the whole file system.
@@ -237,7 +213,7 @@ def test_store_failure_refuses_the_job_and_keeps_nothing():
            "SLOWDISK_MS": "150",
            "FAILWRITE_DIR": os.path.join(tmp, "state"),
            "FAILWRITE_FLAG": flag}
-    d = Daemon(tmp, env=env, max_transfers=8)
+    d = harness.Daemon(tmp, env=env, max_transfers=8)
     try:
         rels = ["small/%d.png" % i for i in range(30, 40)]
         O.reset_stats()
@@ -296,7 +272,7 @@ def test_read_only_directory_fails_only_its_items():
     os.chmod(ro, 0o555)
     d = None
     try:
-        d = Daemon(tmp, preexec=drop, max_transfers=4)
+        d = harness.Daemon(tmp, preexec=drop, max_transfers=4)
         eq(harness.proc_status(d.pid).get("Uid", "").split()[:1], [str(uid)],
            "uid of the daemon")
         # Straight into the read-only directory (the .part cannot be
@@ -339,7 +315,7 @@ def test_mkdir_error_names_the_directory():
     os.chmod(ro, 0o555)
     d = None
     try:
-        d = Daemon(tmp, preexec=drop)
+        d = harness.Daemon(tmp, preexec=drop)
         job = d.submit(corpus_urls(["a.png"]), dir="ro/sub/deeper",
                        name="{name}")
         it = d.wait_job(job["id"])["items"][0]
@@ -362,7 +338,7 @@ def test_out_of_descriptors_pauses_accepting():
 
     def low():
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-    d = Daemon(harness.fresh_dir("emfile"), preexec=low,
+    d = harness.Daemon(harness.fresh_dir("emfile"), preexec=low,
                max_api_connections=1000, api_idle_timeout=60,
                log_level="info")
     base = sum(fds(d.pid).values())
@@ -402,7 +378,7 @@ def test_out_of_descriptors_pauses_accepting():
 
 @harness.timeout(300)
 def test_descriptors_stable_over_5000_items():
-    d = Daemon(harness.fresh_dir("fds"), max_transfers=16, workers=2,
+    d = harness.Daemon(harness.fresh_dir("fds"), max_transfers=16, workers=2,
                log_level="info")
     at_start = fds(d.pid)
     # 100 slow items use every transfer slot, so that libcurl's connection
@@ -445,7 +421,7 @@ def test_descriptors_stable_over_5000_items():
 
 @harness.timeout(60)
 def test_connections_over_the_cap_wait():
-    d = Daemon(harness.fresh_dir("cap"), max_api_connections=2,
+    d = harness.Daemon(harness.fresh_dir("cap"), max_api_connections=2,
                api_idle_timeout=60)
     a, b = connect(d), connect(d)
     for s in (a, b):
@@ -466,7 +442,7 @@ def test_connections_over_the_cap_wait():
 
 @harness.timeout(60)
 def test_idle_connections_count_against_the_cap():
-    d = Daemon(harness.fresh_dir("capidle"), max_api_connections=2,
+    d = harness.Daemon(harness.fresh_dir("capidle"), max_api_connections=2,
                api_idle_timeout=60)
     base = fds(d.pid)["socket"]
     idle = [connect(d) for _ in range(10)]
@@ -494,7 +470,7 @@ def test_idle_connections_count_against_the_cap():
 
 @harness.timeout(60)
 def test_idle_connection_is_closed():
-    d = Daemon(harness.fresh_dir("idle"), api_idle_timeout=2)
+    d = harness.Daemon(harness.fresh_dir("idle"), api_idle_timeout=2)
     # Never a request.
     s = connect(d)
     t0 = time.monotonic()
@@ -522,7 +498,7 @@ def test_idle_connection_is_closed():
 
 @harness.timeout(60)
 def test_slow_clients_do_not_block_others():
-    d = Daemon(harness.fresh_dir("slow"), api_idle_timeout=5)
+    d = harness.Daemon(harness.fresh_dir("slow"), api_idle_timeout=5)
     half_head = connect(d)
     half_head.sendall(b"GET /v1/sta")
     half_body = connect(d)
@@ -567,7 +543,7 @@ def test_asan_no_leaks():
     env = {"ASAN_OPTIONS": "detect_leaks=1:exitcode=23:abort_on_error=0",
            "UBSAN_OPTIONS": "print_stacktrace=1"}
     tmp = harness.fresh_dir("asan")
-    d = Daemon(tmp, exe=exe, env=env, max_transfers=8, retries=1,
+    d = harness.Daemon(tmp, exe=exe, env=env, max_transfers=8, retries=1,
                retry_delay=100, log_level="debug")
     rels = ["small/%d.png" % i for i in range(40)] + ["a.png", "noext"]
     ok = d.submit(corpus_urls(rels[:-1])
