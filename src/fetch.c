@@ -95,8 +95,7 @@ struct fetcher {
 	CURL **idle;
 	size_t nidle;
 	size_t idle_max;
-	unsigned int
-	    gen; /* of the config the handles' common options are from */
+	unsigned int gen; /* config generation of the kept handles */
 };
 
 struct sockinfo {
