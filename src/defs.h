@@ -53,6 +53,16 @@
 /* Seconds a client is told to wait when the queue is full. */
 #define RETRY_AFTER_SECONDS 5
 
+/*
+ * Event priorities: the API and signals run at the default, the bulk of the
+ * work (transfers, writer and store completions) below it, and the loop
+ * looks for new events after EV_BULK_BATCH bulk callbacks, so a status
+ * request is not kept waiting by a burst of finished transfers.
+ */
+#define EV_NPRIORITIES 3
+#define EV_PRIO_BULK 2
+#define EV_BULK_BATCH 8
+
 #define DEFAULT_NAME_TEMPLATE "{host}/{name}"
 #define DEFAULT_FALLBACK_NAME "index"
 

@@ -188,6 +188,7 @@ fetch_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 		event_del(&si->ev);
 	/* The struct event lives in sockinfo: no allocation per change. */
 	event_assign(&si->ev, fe->base, s, kind, fetch_event_cb, fe);
+	event_priority_set(&si->ev, EV_PRIO_BULK);
 	event_add(&si->ev, NULL);
 	si->added = 1;
 	return 0;
@@ -224,6 +225,8 @@ fetcher_create(
 		fatalx("fetcher_create: curl_multi_init failed");
 	fe->timer = evtimer_new(base, fetch_timer_cb, fe);
 	fe->defer_ev = event_new(base, -1, 0, fetch_defer_cb, fe);
+	event_priority_set(fe->timer, EV_PRIO_BULK);
+	event_priority_set(fe->defer_ev, EV_PRIO_BULK);
 	curl_multi_setopt(fe->multi, CURLMOPT_SOCKETFUNCTION, fetch_sock_cb);
 	curl_multi_setopt(fe->multi, CURLMOPT_SOCKETDATA, fe);
 	curl_multi_setopt(

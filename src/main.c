@@ -243,6 +243,7 @@ int
 main(int argc, char **argv)
 {
 	struct daemon d;
+	struct event_config *evcfg;
 	char *cause = NULL;
 	int ch, check = 0, verbose = 0, status = 1;
 
@@ -290,8 +291,13 @@ main(int argc, char **argv)
 		fatalx("curl_global_init failed");
 	if (evthread_use_pthreads() == -1)
 		fatalx("evthread_use_pthreads failed");
-	if ((d.base = event_base_new()) == NULL)
-		fatalx("event_base_new failed");
+	if ((evcfg = event_config_new()) == NULL ||
+	    event_config_set_max_dispatch_interval(
+		evcfg, NULL, EV_BULK_BATCH, EV_PRIO_BULK) == -1 ||
+	    (d.base = event_base_new_with_config(evcfg)) == NULL ||
+	    event_base_priority_init(d.base, EV_NPRIORITIES) == -1)
+		fatalx("could not create the event loop");
+	event_config_free(evcfg);
 
 	if ((d.rootfd = daemon_open_root(d.cfg.download_dir)) == -1)
 		goto out;

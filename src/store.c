@@ -73,6 +73,7 @@
 #include <event2/event.h>
 #include <sqlite3.h>
 
+#include "defs.h"
 #include "log.h"
 #include "sqlvfs.h"
 #include "store.h"
@@ -491,6 +492,8 @@ store_open(struct event_base *base, const char *dir, char **cause)
 		store_cause(cause, dir, "event_new failed");
 		goto fail;
 	}
+	event_priority_set(s->kick_ev, EV_PRIO_BULK);
+	event_priority_set(s->done_ev, EV_PRIO_BULK);
 
 	/* The thread inherits a full signal mask. */
 	sigfillset(&all);

@@ -194,6 +194,8 @@ writer_create(struct event_base *base, int rootfd, int nthreads)
 	w->kick_ev = event_new(base, -1, 0, writer_kick_cb, w);
 	if (w->done_ev == NULL || w->kick_ev == NULL)
 		fatalx("writer_create: event_new failed");
+	event_priority_set(w->done_ev, EV_PRIO_BULK);
+	event_priority_set(w->kick_ev, EV_PRIO_BULK);
 	w->threads = xcalloc((size_t)nthreads, sizeof *w->threads);
 
 	/* Workers inherit a full signal mask: only the main thread handles signals. */
