@@ -71,6 +71,7 @@ struct item {
 	int runnable; /* on the job's run queue */
 	int transferring; /* holds a transfer slot */
 	int committing; /* restart: its body was complete in the .part */
+	unsigned long long commit_size; /* restart: the body's whole size */
 	int probing_final; /* restart: looking for its final file */
 	struct transfer *transfer;
 	struct wfile *probe; /* restart: looking at a kept file */
@@ -1156,8 +1157,15 @@ item_probe_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		it->part_size = wfile_size(f);
 		if (it->committing) {
 			it->committing = 0;
-			item_finish_commit(it);
-			return;
+			/* The record may go out before the last writes end. */
+			if (it->part_size == it->commit_size) {
+				item_finish_commit(it);
+				return;
+			}
+			log_info("job %llu item %lu: %s holds %llu of its %llu "
+				 "bytes; not renamed",
+			    j->id, it->n, it->part, it->part_size,
+			    it->commit_size);
 		}
 		/* Without a validator a Range request is unsafe: fetch anew. */
 		if (it->validator == NULL || it->part_size == 0)
@@ -1238,6 +1246,7 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 			continue;
 		it->committing =
 		    si->state == STORE_ITEM_COMMITTING && it->path != NULL;
+		it->commit_size = si->bytes;
 		if (it->part != NULL)
 			it->probe = wfile_probe(
 			    js->writer, it->part, item_probe_cb, it);

@@ -32,6 +32,10 @@
  * - Commit is two steps so that the owner can record the chosen final name
  *   (in the job store) before the rename makes it visible: COMMIT writes,
  *   fsyncs, closes and picks the name (PREPARED); RENAME renames (DONE).
+ *   Without fsync, a worker that finds COMMIT queued picks the name and
+ *   reports PREPARED before it runs the writes ahead of it, so the record
+ *   and the writes proceed together; from then on the worker leaves the
+ *   name alone until RENAME, and a failure waits for RENAME (or ABORT) too.
  * - RENAME, SUSPEND, ABORT and PROBE are the last op of a file; once a
  *   worker has run one it never touches the file again, and the loop frees
  *   it after WFILE_DONE.
@@ -136,6 +140,7 @@ struct wfile {
 	int failed;
 	int ok;
 	int skipped;
+	int named; /* PREPARED went out before the last writes ran */
 };
 TAILQ_HEAD(wfile_list, wfile);
 
@@ -1108,27 +1113,14 @@ wfile_do_abort(struct wfile *f)
 		log_warn("writer: unlink %s", f->part);
 }
 
-/* Worker: write, fsync, close; choose the final name. */
-static void
-wfile_do_commit(struct wfile *f)
+/* Worker: choose the final name as the policy says. */
+static int
+wfile_do_name(struct wfile *f)
 {
 	struct stat st;
 	char *name;
-	int k, error;
+	int k;
 
-	/* An empty body still makes an empty file. */
-	if (wfile_ensure_open(f) == -1 || f->failed)
-		goto fail;
-	if (f->do_fsync && fsync(f->fd) == -1) {
-		wfile_fail(f, "fsync", f->partbase, errno);
-		goto fail;
-	}
-	error = close(f->fd);
-	f->fd = -1;
-	if (error == -1) {
-		wfile_fail(f, "close", f->partbase, errno);
-		goto fail;
-	}
 	for (k = 0;; k++) {
 		name = wfile_suffixed(f->base, k);
 		if (f->policy == EXISTS_OVERWRITE ||
@@ -1141,15 +1133,68 @@ wfile_do_commit(struct wfile *f)
 		free(name);
 		if (k == SUFFIX_MAX) {
 			wfile_fail(f, "no free name for", f->base, EEXIST);
-			goto fail;
+			return -1;
 		}
 	}
 	f->final = name;
 	xasprintf(&f->finalpath, "%s%s%s", f->dirpart,
 	    *f->dirpart != '\0' ? "/" : "", name);
-	return;
-fail:
-	wfile_do_abort(f);
+	return 0;
+}
+
+/* Worker: fsync (if asked) and close the .part. */
+static int
+wfile_do_close(struct wfile *f)
+{
+	int error;
+
+	if (f->do_fsync && fsync(f->fd) == -1) {
+		wfile_fail(f, "fsync", f->partbase, errno);
+		return -1;
+	}
+	error = close(f->fd);
+	f->fd = -1;
+	if (error == -1) {
+		wfile_fail(f, "close", f->partbase, errno);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Worker: name a file whose COMMIT is already queued behind its last
+ * writes, so that the owner's record of the name (one more disk write, in
+ * the job store) goes on while they run. The record carries the size, by
+ * which a restart tells a complete .part from one the writes did not
+ * finish. Not with fsync, where the record must follow the data.
+ */
+static int
+wfile_name_early(struct wfile *f, struct op_list *ops)
+{
+	if (f->do_fsync || f->named || f->failed || f->final != NULL ||
+	    TAILQ_LAST(ops, op_list)->type != OP_COMMIT)
+		return 0;
+	/* An empty body still makes an empty file. */
+	if (wfile_ensure_open(f) == -1 || wfile_do_name(f) == -1)
+		return 0; /* COMMIT finds the failure */
+	f->named = 1;
+	return 1;
+}
+
+/* Worker: write, fsync, close; choose the final name unless named early. */
+static void
+wfile_do_commit(struct wfile *f)
+{
+	if (f->named) {
+		/* PREPARED is out: a failure waits for the RENAME. */
+		if (!f->failed)
+			wfile_do_close(f);
+		return;
+	}
+	/* An empty body still makes an empty file. */
+	if (wfile_ensure_open(f) == -1 || f->failed ||
+	    wfile_do_close(f) == -1 || wfile_do_name(f) == -1)
+		wfile_do_abort(f);
 }
 
 /* Worker: rename the .part to name, never replacing unless overwrite. */
@@ -1178,6 +1223,11 @@ wfile_do_rename(struct wfile *f)
 	char *name;
 	int k;
 
+	if (f->failed) {
+		/* Named early, then a write or the close failed. */
+		wfile_do_abort(f);
+		return;
+	}
 	if (f->skipped) {
 		/* The existing file stays; ours is dropped. */
 		wfile_do_abort(f);
@@ -1278,6 +1328,13 @@ writer_main(void *arg)
 		TAILQ_CONCAT(&ops, &f->ops, entry);
 		pthread_mutex_unlock(&w->lock);
 
+		if (wfile_name_early(f, &ops)) {
+			pthread_mutex_lock(&w->lock);
+			f->ev_prepared = 1;
+			wfile_report_locked(f);
+			pthread_mutex_unlock(&w->lock);
+			event_active(w->done_ev, 0, 0);
+		}
 		was_failed = f->failed;
 		written = 0;
 		finished = prepared = 0;
@@ -1291,6 +1348,8 @@ writer_main(void *arg)
 				break;
 			case OP_COMMIT:
 				wfile_do_commit(f);
+				if (f->named)
+					break;
 				if (f->failed)
 					finished = 1;
 				else
@@ -1335,7 +1394,7 @@ writer_main(void *arg)
 			if (prepared) {
 				f->ev_prepared = 1;
 				notify = 1;
-			} else if (f->failed && !was_failed) {
+			} else if (f->failed && !was_failed && !f->named) {
 				f->ev_failed = 1;
 				notify = 1;
 			}

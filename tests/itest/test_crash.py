@@ -448,6 +448,56 @@ def test_files_wait_for_the_store():
 
 
 @harness.timeout(120)
+def test_kill9_while_named_files_are_written():
+    """Without fsync, a file's final name is chosen and recorded in the
+    store while its last writes still run. A kill -9 then leaves a
+    "committing" record with a .part that is short of the body: the next
+    start must see the size is wrong and fetch the file again, never
+    rename the cut .part into place."""
+    if not os.path.exists(os.environ.get("SLOWDISK", "")):
+        raise harness.Skip("no SLOWDISK shim")
+    bodies = {i: harness.png_bytes(16, 16, 70000 + i) for i in range(4)}
+    origin = CountingOrigin(bodies)
+    try:
+        tmp = harness.fresh_dir("named")
+        env = slow_disk_env(4000)
+        env["SLOWDISK_SUFFIX"] = ".part"  # the store stays fast
+        # A writer for each file, so that all four writes sleep at once.
+        d = harness.Daemon(tmp, env=env, log_level="info", workers=8,
+                           user_agent="named-0")
+        dl = d.download_dir
+        want = {"n/%d.png" % i: bodies[i] for i in bodies}
+        job = d.submit([origin.url("/img/%d.png" % i) for i in bodies],
+                       dir="n", name="{name}")
+        harness.wait_for(lambda: len([p for p in harness.files_under(dl)
+                                      if p.endswith(".part")]) == 4,
+                         10, what="four .part files")
+        # The bodies are in, their writes sleep: the names get recorded.
+        time.sleep(1.0)
+        eq(check_disk(dl, want, "at the kill"),
+           {p + ".part" for p in want}, ".part files at the kill")
+        for p in want:
+            eq(os.path.getsize(os.path.join(dl, p + ".part")), 0,
+               "size of %s.part at the kill" % p)
+        kill9(d)
+        d.extra_env = {}
+        restart(d, "named-1")
+        job = d.wait_job(job["id"], timeout=30)
+        eq(job["state"], "done", "job state after the restart")
+        log = d.log()
+        d.stop()
+        eq(check_disk(dl, want, "after the restart"), set(),
+           ".part files after the restart")
+        eq(harness.files_under(dl), sorted(want), "files at the end")
+        check("holds 0 of its" in log,
+              "no line on a cut .part in the log:\n" + log[-2000:])
+        refetched = [r for r in origin.snapshot() if r[1] == "named-1"]
+        eq(len(refetched), 4, "requests after the restart")
+    finally:
+        origin.stop()
+
+
+@harness.timeout(120)
 def test_kill9_resumes_kept_part_with_range():
     bodies = {0: harness.png_bytes(500, 400, 1),
               1: harness.png_bytes(500, 400, 2)}
