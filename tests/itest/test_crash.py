@@ -382,7 +382,9 @@ SLOW_MS = 400
 
 def slow_disk_env(ms):
     """The environment that makes every file write of the daemon take ms
-    longer."""
+    longer; skips the test without the shim."""
+    if not os.path.exists(os.environ.get("SLOWDISK", "")):
+        raise harness.Skip("no SLOWDISK shim")
     return {"LD_PRELOAD": os.environ["SLOWDISK"], "SLOWDISK_MS": str(ms),
             # An ASan build of the daemon would refuse a preload first.
             "ASAN_OPTIONS": ":".join(filter(None, [
@@ -396,8 +398,6 @@ def test_files_wait_for_the_store():
     of its files reaches the disk until then: with a slow disk the 202
     waits for the store, the downloads do not, and a kill -9 before the
     202 leaves nothing behind."""
-    if not os.path.exists(os.environ.get("SLOWDISK", "")):
-        raise harness.Skip("no SLOWDISK shim")
     bodies = {i: harness.png_bytes(16, 16, 90000 + i) for i in range(40)}
     origin = CountingOrigin(bodies)
     try:
@@ -454,8 +454,6 @@ def test_kill9_while_named_files_are_written():
     "committing" record with a .part that is short of the body: the next
     start must see the size is wrong and fetch the file again, never
     rename the cut .part into place."""
-    if not os.path.exists(os.environ.get("SLOWDISK", "")):
-        raise harness.Skip("no SLOWDISK shim")
     bodies = {i: harness.png_bytes(16, 16, 70000 + i) for i in range(4)}
     origin = CountingOrigin(bodies)
     try:
