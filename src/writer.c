@@ -1171,7 +1171,7 @@ wfile_do_close(struct wfile *f)
 static int
 wfile_name_early(struct wfile *f, struct op_list *ops)
 {
-	if (f->do_fsync || f->named || f->failed || f->final != NULL ||
+	if (f->do_fsync || f->failed || f->final != NULL ||
 	    TAILQ_LAST(ops, op_list)->type != OP_COMMIT)
 		return 0;
 	/* An empty body still makes an empty file. */
