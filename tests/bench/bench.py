@@ -916,7 +916,7 @@ class Bench:
         self.wl_busy = all_wl["a"]()
         self.wl_busy.names = list(small)
         for key in a.workloads:
-            wl = self.wl_b if key == "b" else all_wl[key]()
+            wl = {"a": self.wl_busy, "b": self.wl_b}.get(key) or all_wl[key]()
             wl.names = list(wl.expected)
             self.workloads.append(wl)
 
