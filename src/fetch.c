@@ -14,12 +14,14 @@
  * server that answers such a request with 200 gets a clean restart.
  */
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -96,13 +98,31 @@ struct fetcher {
 	size_t nidle;
 	size_t idle_max;
 	unsigned int gen; /* config generation of the kept handles */
+	struct sockinfo **socks; /* by fd */
+	size_t nsocks;
 };
 
+/*
+ * A socket libcurl has told us about, found by its fd in fetcher->socks.
+ * When libcurl stops watching a connection it keeps for reuse, the event
+ * stays registered for reads ("parked"): the next transfer on it asks for
+ * reads again, and that then costs no epoll_ctl. A parked socket that
+ * becomes readable (the server closed it) is unregistered at once; libcurl
+ * finds it dead when it next checks.
+ *
+ * Only connection sockets, which libcurl opens and closes through
+ * fetch_open_cb and fetch_close_cb, are parked: the event goes before the
+ * socket is closed, so a new socket with the same fd never meets a stale
+ * registration. Others (the threaded resolver's socketpair, which libcurl
+ * closes itself) lose their event as soon as libcurl stops watching.
+ */
 struct sockinfo {
 	struct fetcher *fetcher;
 	curl_socket_t fd;
-	struct event ev; /* assigned anew when libcurl changes its interest */
-	int added;
+	struct event ev; /* assigned anew when the interest changes */
+	short kind; /* EV_READ and EV_WRITE registered; 0: not added */
+	int owned; /* opened by fetch_open_cb: closed by fetch_close_cb */
+	int parked; /* libcurl no longer watches it */
 };
 
 static void fetch_check_done(struct fetcher *);
@@ -112,17 +132,24 @@ static void transfer_file_cb(struct wfile *, enum wfile_event, void *);
 static void transfer_finish(
     struct transfer *, int ok, const char *path, int skipped);
 
-/* libevent: a socket libcurl watches is ready. */
+/* libevent: a socket libcurl watches, or a parked one, is ready. */
 static void
 fetch_event_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct fetcher *fe = arg;
+	struct sockinfo *si = arg;
+	struct fetcher *fe = si->fetcher;
 	int action = 0, running;
 
+	if (si->parked) {
+		event_del(&si->ev);
+		si->kind = 0;
+		return;
+	}
 	if (what & EV_READ)
 		action |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
 		action |= CURL_CSELECT_OUT;
+	/* This may park or close the socket: si is not used after it. */
 	curl_multi_socket_action(fe->multi, fd, action, &running);
 	/*
 	 * No evtimer_del when nothing runs: finishing transfers here may start
@@ -161,37 +188,115 @@ fetch_multi_timer_cb(CURLM *multi, long timeout_ms, void *arg)
 	return 0;
 }
 
+/* The sockinfo of fd, or NULL. */
+static struct sockinfo *
+fetch_sock_find(struct fetcher *fe, curl_socket_t s)
+{
+	if (s < 0 || (size_t)s >= fe->nsocks)
+		return NULL;
+	return fe->socks[s];
+}
+
+/* A new sockinfo for fd, in the table. */
+static struct sockinfo *
+fetch_sock_new(struct fetcher *fe, curl_socket_t s)
+{
+	struct sockinfo *si;
+	size_t n;
+
+	if ((size_t)s >= fe->nsocks) {
+		n = fe->nsocks < 64 ? 64 : fe->nsocks;
+		while (n <= (size_t)s)
+			n *= 2;
+		fe->socks = xreallocarray(fe->socks, n, sizeof *fe->socks);
+		memset(fe->socks + fe->nsocks, 0,
+		    (n - fe->nsocks) * sizeof *fe->socks);
+		fe->nsocks = n;
+	}
+	si = xcalloc(1, sizeof *si);
+	si->fetcher = fe;
+	si->fd = s;
+	fe->socks[s] = si;
+	return si;
+}
+
+/* Unregister and forget fd's sockinfo, if it has one. */
+static void
+fetch_sock_free(struct fetcher *fe, curl_socket_t s)
+{
+	struct sockinfo *si;
+
+	if ((si = fetch_sock_find(fe, s)) == NULL)
+		return;
+	if (si->kind != 0)
+		event_del(&si->ev);
+	fe->socks[s] = NULL;
+	free(si);
+}
+
 /* libcurl: watch this socket for what, or stop watching it. */
 static int
 fetch_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 {
 	struct fetcher *fe = arg;
-	struct sockinfo *si = sockp;
+	struct sockinfo *si;
 	short kind;
 
+	si = fetch_sock_find(fe, s);
 	if (what == CURL_POLL_REMOVE) {
-		if (si != NULL) {
-			if (si->added)
-				event_del(&si->ev);
-			free(si);
+		if (si == NULL)
+			return 0;
+		if (!si->owned) {
+			fetch_sock_free(fe, s);
+			return 0;
 		}
+		/* Reads are quiet on an idle connection; writes are not. */
+		if (si->kind & EV_WRITE) {
+			event_del(&si->ev);
+			si->kind = 0;
+		}
+		si->parked = 1;
 		return 0;
 	}
-	kind = EV_PERSIST | ((what & CURL_POLL_IN) ? EV_READ : 0) |
+	kind = ((what & CURL_POLL_IN) ? EV_READ : 0) |
 	    ((what & CURL_POLL_OUT) ? EV_WRITE : 0);
-	if (si == NULL) {
-		si = xcalloc(1, sizeof *si);
-		si->fetcher = fe;
-		si->fd = s;
-		curl_multi_assign(fe->multi, s, si);
-	} else if (si->added)
+	if (si == NULL)
+		si = fetch_sock_new(fe, s);
+	si->parked = 0;
+	if (si->kind == kind)
+		return 0;
+	if (si->kind != 0)
 		event_del(&si->ev);
 	/* The struct event lives in sockinfo: no allocation per change. */
-	event_assign(&si->ev, fe->base, s, kind, fetch_event_cb, fe);
+	event_assign(
+	    &si->ev, fe->base, s, EV_PERSIST | kind, fetch_event_cb, si);
 	event_priority_set(&si->ev, EV_PRIO_BULK);
 	event_add(&si->ev, NULL);
-	si->added = 1;
+	si->kind = kind;
 	return 0;
+}
+
+/* libcurl: open a connection's socket. */
+static curl_socket_t
+fetch_open_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct fetcher *fe = arg;
+	curl_socket_t s;
+
+	s = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+	if (s == CURL_SOCKET_BAD)
+		return s;
+	fetch_sock_free(fe, s); /* stale: closed without fetch_close_cb */
+	fetch_sock_new(fe, s)->owned = 1;
+	return s;
+}
+
+/* libcurl: close a connection's socket; its event goes first. */
+static int
+fetch_close_cb(void *arg, curl_socket_t s)
+{
+	fetch_sock_free(arg, s);
+	return close(s) == 0 ? 0 : 1;
 }
 
 /* Finish transfers that ended without a file, outside the caller's stack. */
@@ -269,6 +374,10 @@ fetch_easy_get(struct fetcher *fe)
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, transfer_write_cb);
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, transfer_header_cb);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, fetch_open_cb);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, fe);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, fetch_close_cb);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, fe);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(
@@ -354,6 +463,7 @@ void
 fetcher_destroy(struct fetcher *fe)
 {
 	struct transfer *t;
+	size_t i;
 
 	if (fe == NULL)
 		return;
@@ -368,6 +478,10 @@ fetcher_destroy(struct fetcher *fe)
 		curl_easy_cleanup(fe->idle[--fe->nidle]);
 	free(fe->idle);
 	curl_multi_cleanup(fe->multi);
+	/* Sockets libcurl left open (none, normally) lose their events. */
+	for (i = 0; i < fe->nsocks; i++)
+		fetch_sock_free(fe, (curl_socket_t)i);
+	free(fe->socks);
 	event_free(fe->timer);
 	event_free(fe->defer_ev);
 	free(fe);

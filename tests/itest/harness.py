@@ -286,12 +286,12 @@ def _tail(path, n=25):
 class Origin:
     """The test origin server ($ORIGIN) on 127.0.0.1, serving root."""
 
-    def __init__(self, root):
+    def __init__(self, root, port=0):
         self.root = root
         self.logpath = os.path.join(tmpdir(), "origin-%d.log" % id(self))
         self.logf = open(self.logpath, "wb")
         self.proc = subprocess.Popen(
-            [binary("ORIGIN"), "--port", "0", "--root", root],
+            [binary("ORIGIN"), "--port", str(port), "--root", root],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=self.logf)
         _live.append(self)

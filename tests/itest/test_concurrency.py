@@ -1,5 +1,6 @@
 """Transfers run side by side up to max_transfers, and no further."""
 
+import os
 import time
 
 import harness
@@ -7,11 +8,12 @@ from harness import check, eq
 
 O = None
 FILES = {}
+ROOT = None
 
 
 def setup():
-    global O, FILES
-    O, FILES, _root = harness.corpus_origin()
+    global O, FILES, ROOT
+    O, FILES, ROOT = harness.corpus_origin()
 
 
 def teardown():
@@ -71,6 +73,52 @@ def test_max_host_connections_respected():
           "max_host_connections 3" % peak)
     check(took >= 12 / 3 * 0.3 - 0.05,
           "12 items of 300 ms, 3 at a time, took only %.2fs" % took)
+    d.stop()
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fetch_all(d, origin, count, subdir):
+    """Fetch count copies of a.png from origin into subdir; check them."""
+    urls = [origin.url("/files/a.png?i=%d" % i) for i in range(count)]
+    job = d.submit(urls, dir=subdir, name="{n}.png")
+    job = d.wait_job(job["id"], timeout=30)
+    eq(job["state"], "done", "%s: job state" % subdir)
+    eq(job["done"], count, "%s: items done" % subdir)
+    for item in job["items"]:
+        check(harness.read_file(d.path(item["path"])) == FILES["a.png"],
+              "%s differs from the origin's" % item["path"])
+
+
+def test_kept_connections_closed_by_the_origin():
+    """Connections kept for reuse stay registered for reads while idle;
+    when the origin closes them the daemon must neither spin on them nor
+    fail the next job to the same address (whose sockets may get the same
+    descriptors)."""
+    d = harness.Daemon(harness.fresh_dir("kept"), max_transfers=4,
+                       max_host_connections=0)
+    first = harness.Origin(ROOT)
+    fetch_all(d, first, 16, "one")
+    eq(first.stats()["requests"], 16, "requests the first origin saw")
+    port = first.port
+    first.kill()  # the kernel closes the kept connections' far ends
+    before = cpu_seconds(d.pid)
+    time.sleep(1.0)
+    spent = cpu_seconds(d.pid) - before
+    check(spent < 0.3, "the daemon used %.2f CPU-s in the second after "
+          "the origin closed its idle connections" % spent)
+    check(d.alive(), "the daemon died")
+    second = harness.Origin(ROOT, port=port)
+    try:
+        fetch_all(d, second, 16, "two")
+        eq(second.stats()["requests"], 16, "requests the second origin saw")
+    finally:
+        second.stop()
     d.stop()
 
 
