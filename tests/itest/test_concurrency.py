@@ -1,6 +1,7 @@
 """Transfers run side by side up to max_transfers, and no further."""
 
 import os
+import socket
 import time
 
 import harness
@@ -119,6 +120,58 @@ def test_kept_connections_closed_by_the_origin():
         eq(second.stats()["requests"], 16, "requests the second origin saw")
     finally:
         second.stop()
+    d.stop()
+
+
+def loopback_name():
+    """A host name other than "localhost" (which libcurl answers itself)
+    that the system resolves to 127.0.0.1, or None."""
+    for name in (socket.gethostname(), "runsc", "vm"):
+        try:
+            if name != "localhost" and \
+                    socket.gethostbyname(name) == "127.0.0.1":
+                return name
+        except OSError:
+            continue
+    return None
+
+
+def test_names_through_the_resolver():
+    """libcurl's threaded resolver has it watch a socketpair of its own,
+    which it closes without the daemon's close callback: such a socket
+    must lose its event at once, while connection sockets around it are
+    parked and closed, and their descriptors are reused."""
+    name = loopback_name()
+    if name is None:
+        raise harness.Skip("no host name resolves to 127.0.0.1 here")
+    d = harness.Daemon(harness.fresh_dir("resolver"), max_transfers=3,
+                       max_host_connections=0)
+    origins = [harness.Origin(ROOT) for _ in range(3)]
+    try:
+        for rnd in range(2):
+            urls = []
+            for o in origins:
+                # A new port for every round: a new lookup of the name.
+                urls += ["http://%s:%d/files/a.png?r=%d&i=%d"
+                         % (name, o.port, rnd, i) for i in range(5)]
+                urls += [o.url("/files/a.png?r=%d&i=%d" % (rnd, i + 5))
+                         for i in range(5)]
+            job = d.submit(urls, dir="r%d" % rnd, name="{n}.png")
+            job = d.wait_job(job["id"], timeout=30)
+            eq(job["state"], "done", "round %d: job state" % rnd)
+            eq(job["done"], len(urls), "round %d: items done" % rnd)
+            for item in job["items"]:
+                check(harness.read_file(d.path(item["path"])) ==
+                      FILES["a.png"], "%s differs" % item["path"])
+            # The next round's origins are new: the kept connections of
+            # this one are closed by their origins going away.
+            for o in origins:
+                o.kill()
+            origins = [harness.Origin(ROOT) for _ in range(3)]
+        check(d.alive(), "the daemon died")
+    finally:
+        for o in origins:
+            o.stop()
     d.stop()
 
 
