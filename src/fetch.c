@@ -118,7 +118,6 @@ struct fetcher {
  */
 struct sockinfo {
 	struct fetcher *fetcher;
-	curl_socket_t fd;
 	struct event ev; /* assigned anew when the interest changes */
 	short kind; /* EV_READ and EV_WRITE registered; 0: not added */
 	int owned; /* opened by fetch_open_cb: closed by fetch_close_cb */
@@ -215,7 +214,6 @@ fetch_sock_new(struct fetcher *fe, curl_socket_t s)
 	}
 	si = xcalloc(1, sizeof *si);
 	si->fetcher = fe;
-	si->fd = s;
 	fe->socks[s] = si;
 	return si;
 }
