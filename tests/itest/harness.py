@@ -136,6 +136,13 @@ def proc_status(pid):
     return out
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of pid so far, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def proc_kib(pid, field):
     """A kB field of /proc/PID/status (VmRSS, VmHWM) as an int, or None."""
     v = proc_status(pid).get(field)

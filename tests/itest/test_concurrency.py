@@ -1,6 +1,5 @@
 """Transfers run side by side up to max_transfers, and no further."""
 
-import os
 import socket
 import time
 
@@ -77,13 +76,6 @@ def test_max_host_connections_respected():
     d.stop()
 
 
-def cpu_seconds(pid):
-    """User plus system CPU time of a process, in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def fetch_all(d, origin, count, subdir):
     """Fetch count copies of a.png from origin into subdir; check them."""
     urls = [origin.url("/files/a.png?i=%d" % i) for i in range(count)]
@@ -108,9 +100,9 @@ def test_kept_connections_closed_by_the_origin():
     eq(first.stats()["requests"], 16, "requests the first origin saw")
     port = first.port
     first.kill()  # the kernel closes the kept connections' far ends
-    before = cpu_seconds(d.pid)
+    before = harness.cpu_seconds(d.pid)
     time.sleep(1.0)
-    spent = cpu_seconds(d.pid) - before
+    spent = harness.cpu_seconds(d.pid) - before
     check(spent < 0.3, "the daemon used %.2f CPU-s in the second after "
           "the origin closed its idle connections" % spent)
     check(d.alive(), "the daemon died")
@@ -125,8 +117,18 @@ def test_kept_connections_closed_by_the_origin():
 
 def loopback_name():
     """A host name other than "localhost" (which libcurl answers itself)
-    that the system resolves to 127.0.0.1, or None."""
-    for name in (socket.gethostname(), "runsc", "vm"):
+    that the system resolves to 127.0.0.1, or None: this machine's own
+    name, or one that /etc/hosts gives 127.0.0.1."""
+    names = [socket.gethostname()]
+    try:
+        with open("/etc/hosts") as f:
+            for line in f:
+                fields = line.split("#", 1)[0].split()
+                if fields and fields[0] == "127.0.0.1":
+                    names += fields[1:]
+    except OSError:
+        pass
+    for name in names:
         try:
             if name != "localhost" and \
                     socket.gethostbyname(name) == "127.0.0.1":

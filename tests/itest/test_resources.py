@@ -86,13 +86,6 @@ def fds(pid):
     return out
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of pid so far."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def corpus_urls(rels, query=""):
     return [O.url("/files/%s%s" % (rel, query)) for rel in rels]
 
@@ -351,9 +344,9 @@ def test_out_of_descriptors_pauses_accepting():
         check(d.alive(), "imgfetchd died out of descriptors")
         used = sum(fds(d.pid).values())
         # Paused, not spinning on the listener: about a line a second.
-        cpu0, lines0 = cpu_seconds(d.pid), d.log().count("pausing")
+        cpu0, lines0 = harness.cpu_seconds(d.pid), d.log().count("pausing")
         time.sleep(3)
-        cpu = cpu_seconds(d.pid) - cpu0
+        cpu = harness.cpu_seconds(d.pid) - cpu0
         lines = d.log().count("pausing") - lines0
         print("  # %d descriptors at start, %d when out; in 3 s: %d "
               "\"pausing\" lines, %.2f CPU s" % (base, used, lines, cpu))
