@@ -505,6 +505,7 @@ store_open(struct event_base *base, const char *dir, char **cause)
 		goto fail;
 	}
 	s->started = 1;
+	pthread_setname_np(s->thread, "store");
 	log_debug("store: opened %s/%s", dir, STORE_DB_NAME);
 	return s;
 

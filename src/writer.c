@@ -183,6 +183,7 @@ writer_create(struct event_base *base, int rootfd, int nthreads)
 {
 	struct writer *w;
 	sigset_t all, old;
+	char name[32];
 	int i, error;
 
 	w = xcalloc(1, sizeof *w);
@@ -212,6 +213,9 @@ writer_create(struct event_base *base, int rootfd, int nthreads)
 			errno = error;
 			fatal("writer_create: pthread_create");
 		}
+		/* For top -H and ps -L (the kernel keeps 15 bytes). */
+		snprintf(name, sizeof name, "writer-%d", i);
+		pthread_setname_np(w->threads[i], name);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	log_debug("writer: %d worker threads", nthreads);

@@ -410,6 +410,17 @@ def test_descriptors_stable_over_5000_items():
     d.stop()
 
 
+def test_threads_are_named():
+    # top -H, ps -L and gdb tell the loop, the store and the writers apart.
+    d = harness.Daemon(harness.fresh_dir("threads"), workers=3)
+    names = sorted(harness.read_file("/proc/%d/task/%s/comm" % (d.pid, t))
+                   .decode().strip()
+                   for t in os.listdir("/proc/%d/task" % d.pid))
+    eq(names, ["imgfetchd", "store", "writer-0", "writer-1", "writer-2"],
+       "thread names")
+    d.stop()
+
+
 # ---------------------------------------------------------------- API limits
 
 @harness.timeout(60)
