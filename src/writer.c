@@ -213,7 +213,7 @@ writer_create(struct event_base *base, int rootfd, int nthreads)
 			errno = error;
 			fatal("writer_create: pthread_create");
 		}
-		/* For top -H and ps -L (the kernel keeps 15 bytes). */
+		/* For top -H and ps -L; names over 15 bytes are refused. */
 		snprintf(name, sizeof name, "writer-%d", i);
 		pthread_setname_np(w->threads[i], name);
 	}
