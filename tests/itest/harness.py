@@ -14,6 +14,9 @@ What it offers:
     pattern_bytes(off, n, magic)  those bytes themselves (small n only)
     Origin(root)             the test origin: .url(path), .stats(),
                              .reset_stats(), .last_headers(), .port, .stop()
+    Nginx(www, tls, http2, extra)  Debian's nginx on 127.0.0.1 (Skip when
+                             missing): .url(path), .requests() (access log),
+                             .clear_log(), .port, .stop()
     Daemon(tmp, **config)    imgfetchd on a private socket: .api(), .submit(),
                              .job(), .wait_job(), .events(), .stop(), .pid,
                              .log(), .sock, .download_dir, .path(rel)
@@ -374,6 +377,190 @@ class Origin:
         self.proc.stdout.close()
         self.logf.close()
         eq(self.proc.returncode, 0, "origin exit status")
+
+
+def find_nginx():
+    """Debian's nginx binary, or None."""
+    path = shutil.which("nginx")
+    if path is None and os.access("/usr/sbin/nginx", os.X_OK):
+        path = "/usr/sbin/nginx"
+    return path
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+_NGINX_CONF = """\
+{user}
+worker_processes 1;
+daemon off;
+master_process on;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    log_format itest '$request_method $uri $status $body_bytes_sent '
+                     '$connection $server_protocol';
+    access_log {dir}/access.log itest;
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    types {{
+        text/html html htm;
+        image/png png;
+        image/jpeg jpg jpeg;
+        image/gif gif;
+        image/webp webp;
+        application/octet-stream bin;
+    }}
+    default_type application/octet-stream;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port}{listen_extra};
+        root {www};
+{tls}{extra}    }}
+}}
+"""
+
+
+class Nginx:
+    """Debian's nginx on 127.0.0.1 serving www, with a config of its own.
+
+    Nginx(www, tls=None, http2=False, extra="") raises Skip when nginx is not
+    installed. tls is a dict with "cert" and "key" (PEM paths) and optionally
+    "client_ca" (then a client certificate is required). extra is more
+    server-block configuration (locations, return, add_header). Every
+    request is logged as "METHOD URI STATUS BODY_BYTES CONNECTION PROTOCOL";
+    .requests() parses that log.
+    """
+
+    def __init__(self, www, tls=None, http2=False, extra=""):
+        binary_path = find_nginx()
+        if binary_path is None:
+            raise Skip("nginx is not installed")
+        self.www = www
+        self.dir = fresh_dir("nginx")
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.conf = os.path.join(self.dir, "nginx.conf")
+        self.logpath = os.path.join(self.dir, "stderr.log")
+        self.scheme = "https" if tls else "http"
+        listen_extra = ""
+        tls_conf = ""
+        if tls:
+            listen_extra += " ssl"
+            tls_conf = ("        ssl_certificate %s;\n"
+                        "        ssl_certificate_key %s;\n"
+                        % (tls["cert"], tls["key"]))
+            if tls.get("client_ca"):
+                tls_conf += ("        ssl_client_certificate %s;\n"
+                             "        ssl_verify_client on;\n"
+                             % tls["client_ca"])
+        if http2:
+            listen_extra += " http2"
+        self.proc = None
+        why = "?"
+        for _attempt in range(5):
+            self.port = free_port()
+            with open(self.conf, "w") as f:
+                f.write(_NGINX_CONF.format(
+                    # As root, workers would run as nobody and could not
+                    # read the test's private temporary directory.
+                    user="user root;" if os.geteuid() == 0 else "",
+                    dir=self.dir, port=self.port, www=www,
+                    listen_extra=listen_extra, tls=tls_conf,
+                    extra=extra))
+            logf = open(self.logpath, "ab")
+            self.proc = subprocess.Popen(
+                [binary_path, "-p", self.dir + "/", "-c", self.conf,
+                 "-e", os.path.join(self.dir, "error.log")],
+                stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+            logf.close()
+            _live.append(self)
+            try:
+                self._wait_port()
+                return
+            except RuntimeError as e:
+                why = str(e)
+                self.kill()
+        raise RuntimeError("nginx did not start (%s):\n%s\n%s" % (
+            why, _tail(self.logpath),
+            _tail(os.path.join(self.dir, "error.log"))))
+
+    def _wait_port(self, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("exited with status %d"
+                                   % self.proc.returncode)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("port %d not accepting" % self.port)
+            time.sleep(0.02)
+
+    def url(self, path, host="127.0.0.1"):
+        """Absolute URL of a path on this server (host may be a name that
+        resolves to 127.0.0.1, such as localhost)."""
+        return "%s://%s:%d%s" % (self.scheme, host, self.port, path)
+
+    def requests(self):
+        """The access log so far: a list of dicts with method, uri, status,
+        bytes (body bytes sent), connection (nginx's connection serial
+        number) and protocol."""
+        out = []
+        path = os.path.join(self.dir, "access.log")
+        if not os.path.exists(path):
+            return out
+        with open(path) as f:
+            for line in f:
+                p = line.split()
+                if len(p) != 6:
+                    continue
+                out.append({"method": p[0], "uri": p[1], "status": int(p[2]),
+                            "bytes": int(p[3]), "connection": int(p[4]),
+                            "protocol": p[5]})
+        return out
+
+    def clear_log(self):
+        """Empty the access log (nginx keeps appending to the same file)."""
+        path = os.path.join(self.dir, "access.log")
+        if os.path.exists(path):
+            with open(path, "r+") as f:
+                f.truncate(0)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self in _live:
+            _live.remove(self)
+
+    def stop(self):
+        """SIGQUIT, nginx's graceful stop."""
+        if self in _live:
+            _live.remove(self)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def corpus_origin(small=0):
