@@ -13,10 +13,17 @@
  *
  * Schema (PRAGMA user_version = STORE_SCHEMA_VERSION):
  *   jobs(id, created, finished, state, dir, name, headers)
+ *   jobs(..., options): options is a JSON object of the job's own
+ *         settings (if_changed, dedup, ...), NULL for none
  *   items(job -> jobs.id ON DELETE CASCADE, n, url, state, path, part,
- *         validator, error, http_status, bytes, attempts, retry_at),
- *         key (job, n)
- * Version 1 had no retry_at; opening such a store adds the column.
+ *         validator, error, http_status, bytes, attempts, retry_at, extra),
+ *         key (job, n); extra is a JSON object of what only some items
+ *         have (kind, page, images, unchanged, duplicate_of, sha256)
+ *   cache(url, etag, last_modified, size, sha256, path, images, used),
+ *         key url: what the last successful fetch of a URL gave, for
+ *         conditional requests and dedup; pruned oldest used first
+ * Version 1 had no retry_at, version 2 no options, extra or cache; opening
+ * such a store adds them.
  * Times are seconds since the epoch; finished is 0 while a job runs. The
  * header list is stored newline-joined in jobs.headers ("" for none):
  * headers are checked to hold no CR or LF before they reach a job, and
@@ -79,10 +86,22 @@
 #include "store.h"
 #include "xmalloc.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_DB_NAME "imgfetchd.db"
 #define STORE_LOCK_NAME "imgfetchd.lock"
+
+#define STORE_CACHE_SCHEMA \
+	"CREATE TABLE cache (" \
+	" url TEXT PRIMARY KEY," \
+	" etag TEXT," \
+	" last_modified TEXT," \
+	" size INTEGER NOT NULL DEFAULT -1," \
+	" sha256 TEXT," \
+	" path TEXT," \
+	" images TEXT," \
+	" used INTEGER NOT NULL) WITHOUT ROWID;" \
+	"CREATE INDEX cache_used ON cache (used);"
 
 static const char store_schema[] =
     "CREATE TABLE jobs ("
@@ -92,7 +111,8 @@ static const char store_schema[] =
     " state INTEGER NOT NULL,"
     " dir TEXT,"
     " name TEXT,"
-    " headers TEXT NOT NULL DEFAULT '');"
+    " headers TEXT NOT NULL DEFAULT '',"
+    " options TEXT);"
     "CREATE INDEX jobs_finished ON jobs (finished) WHERE finished != 0;"
     "CREATE TABLE items ("
     " job INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
@@ -107,7 +127,14 @@ static const char store_schema[] =
     " bytes INTEGER NOT NULL DEFAULT 0,"
     " attempts INTEGER NOT NULL DEFAULT 0,"
     " retry_at INTEGER NOT NULL DEFAULT 0,"
-    " PRIMARY KEY (job, n)) WITHOUT ROWID;";
+    " extra TEXT,"
+    " PRIMARY KEY (job, n)) WITHOUT ROWID;"
+    STORE_CACHE_SCHEMA;
+
+/* From schema version 2 to 3. */
+static const char store_migrate_2[] =
+    "ALTER TABLE jobs ADD COLUMN options TEXT;"
+    "ALTER TABLE items ADD COLUMN extra TEXT;" STORE_CACHE_SCHEMA;
 
 /* From schema version 1 to 2. */
 static const char store_migrate_1[] =
@@ -127,10 +154,13 @@ enum store_stmt {
 	ST_PRUNE,
 	ST_SELECT_JOBS,
 	ST_SELECT_ITEMS,
+	ST_PUT_CACHE,
+	ST_PRUNE_CACHE,
+	ST_SELECT_CACHE,
 	ST_COUNT
 };
 
-/* Items bind ?1 job, ?2 n, ?3..?11 the mutable columns, ?12 url. */
+/* Items bind ?1 job, ?2 n, ?3..?11 and ?13 the mutable columns, ?12 url. */
 static const char *const store_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
@@ -139,28 +169,46 @@ static const char *const store_sql[ST_COUNT] = {
 	[ST_RELEASE] = "RELEASE op",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO op",
 	[ST_INSERT_JOB] = "INSERT INTO jobs (id, created, finished, state, dir,"
-			  " name, headers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+			  " name, headers, options)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
 	[ST_INSERT_ITEM] =
 	    "INSERT INTO items (job, n, state, path, part,"
-	    " validator, error, http_status, bytes, attempts, retry_at, url)"
-	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+	    " validator, error, http_status, bytes, attempts, retry_at, url,"
+	    " extra)"
+	    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
 	[ST_UPDATE_JOB] = "UPDATE jobs SET state = ?2, finished = ?3"
 			  " WHERE id = ?1",
 	[ST_UPDATE_ITEM] =
 	    "UPDATE items SET state = ?3, path = ?4, part = ?5,"
 	    " validator = ?6, error = ?7, http_status = ?8, bytes = ?9,"
-	    " attempts = ?10, retry_at = ?11 WHERE job = ?1 AND n = ?2",
+	    " attempts = ?10, retry_at = ?11, extra = ?13"
+	    " WHERE job = ?1 AND n = ?2",
 	[ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
 	[ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
-			   " headers FROM jobs ORDER BY id",
+			   " headers, options FROM jobs ORDER BY id",
 	[ST_SELECT_ITEMS] =
 	    "SELECT n, url, state, path, part, validator,"
-	    " error, http_status, bytes, attempts, retry_at FROM items"
+	    " error, http_status, bytes, attempts, retry_at, extra FROM items"
 	    " WHERE job = ?1"
 	    " ORDER BY n",
+	[ST_PUT_CACHE] = "INSERT OR REPLACE INTO cache (url, etag,"
+			 " last_modified, size, sha256, path, images, used)"
+			 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[ST_PRUNE_CACHE] = "DELETE FROM cache WHERE url IN (SELECT url FROM"
+			   " cache ORDER BY used DESC LIMIT -1 OFFSET ?1)",
+	[ST_SELECT_CACHE] = "SELECT url, etag, last_modified, size, sha256,"
+			    " path, images, used FROM cache ORDER BY used",
 };
 
-enum sop_type { SOP_ADD_JOB, SOP_UPDATE_JOB, SOP_UPDATE_ITEM, SOP_PRUNE };
+enum sop_type {
+	SOP_ADD_JOB,
+	SOP_UPDATE_JOB,
+	SOP_UPDATE_ITEM,
+	SOP_PRUNE,
+	SOP_ADD_ITEMS,
+	SOP_PUT_CACHE,
+	SOP_PRUNE_CACHE
+};
 
 /* One queued operation, with its own copy of every string. */
 struct sop {
@@ -176,7 +224,10 @@ struct sop {
 	const char *dir;
 	const char *name;
 	const char *headers; /* newline-joined */
+	const char *options;
 	int bad_headers;
+	struct store_cache cache; /* SOP_PUT_CACHE */
+	size_t keep; /* SOP_PRUNE_CACHE */
 	struct store_item *items;
 	size_t nitems;
 	char *strings; /* every string above points in here */
@@ -221,6 +272,7 @@ struct store {
 };
 
 static void *store_main(void *);
+static int store_apply_items(struct store *, struct sop *);
 static void store_kick_cb(int, short, void *);
 static void store_done_cb(int, short, void *);
 
@@ -260,7 +312,8 @@ static size_t
 item_size(const struct store_item *it, int with_url)
 {
 	return (with_url ? str_size(it->url) : 0) + str_size(it->path) +
-	    str_size(it->part) + str_size(it->validator) + str_size(it->error);
+	    str_size(it->part) + str_size(it->validator) + str_size(it->error) +
+	    str_size(it->extra);
 }
 
 /* Copy an item, its strings to *p. */
@@ -274,6 +327,7 @@ item_copy(struct store_item *dst, const struct store_item *src, char **p,
 	dst->part = str_put(p, src->part);
 	dst->validator = str_put(p, src->validator);
 	dst->error = str_put(p, src->error);
+	dst->extra = str_put(p, src->extra);
 }
 
 /* Fail with a cause naming the store directory. */
@@ -412,23 +466,25 @@ store_open_db(struct store *s, char **cause)
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if (store_exec_sql(s, store_schema, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 2", cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 3", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
 		log_debug("store: created %s/%s", s->dir, STORE_DB_NAME);
-	} else if (version == 1) {
+	} else if (version == 1 || version == 2) {
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
-		if (store_exec_sql(s, store_migrate_1, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 2", cause) != 0 ||
+		if ((version == 1 &&
+			store_exec_sql(s, store_migrate_1, cause) != 0) ||
+		    store_exec_sql(s, store_migrate_2, cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 3", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
-		log_info("store: %s/%s upgraded to schema version 2", s->dir,
-		    STORE_DB_NAME);
+		log_info("store: %s/%s upgraded from schema version %lld to 3",
+		    s->dir, STORE_DB_NAME, version);
 	} else if (version != STORE_SCHEMA_VERSION) {
 		store_cause(cause, s->dir,
 		    "schema version %lld, this imgfetchd "
@@ -685,6 +741,7 @@ store_load_items(struct store *s, unsigned long long id,
 		it->bytes = (unsigned long long)sqlite3_column_int64(st, 8);
 		it->attempts = sqlite3_column_int(st, 9);
 		it->retry_at = (long long)sqlite3_column_int64(st, 10);
+		it->extra = store_column(blocks, st, 11);
 	}
 	if (rc != SQLITE_DONE)
 		goto fail;
@@ -720,6 +777,7 @@ store_load(struct store *s, store_load_cb cb, void *arg)
 		headers = store_split_headers(
 		    store_column(&blocks, st, 6), &job.nheaders);
 		job.headers = headers;
+		job.options = store_column(&blocks, st, 7);
 		if (store_load_items(
 			s, job.id, &blocks, &items, &cap, &job.nitems) != 0) {
 			free(headers);
@@ -783,7 +841,8 @@ store_add_job(
 	op->finished = job->finished;
 	op->state = job->state;
 
-	size = str_size(job->dir) + str_size(job->name) + 1;
+	size = str_size(job->dir) + str_size(job->name) +
+	    str_size(job->options) + 1;
 	for (i = 0; i < job->nheaders; i++) {
 		size += strlen(job->headers[i]) + 1;
 		if (strpbrk(job->headers[i], "\r\n") != NULL)
@@ -795,6 +854,7 @@ store_add_job(
 
 	op->dir = str_put(&p, job->dir);
 	op->name = str_put(&p, job->name);
+	op->options = str_put(&p, job->options);
 	op->headers = p;
 	for (i = 0; i < job->nheaders; i++) {
 		if (i > 0)
@@ -860,6 +920,96 @@ store_prune(struct store *s, time_t before, store_cb cb, void *arg)
 	op->arg = arg;
 	op->time = before;
 	store_push(s, op);
+}
+
+/* Queue new items of an existing job. */
+void
+store_add_items(struct store *s, unsigned long long job,
+    const struct store_item *items, size_t nitems, store_cb cb, void *arg)
+{
+	struct sop *op;
+	size_t size = 0, i;
+	char *p;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = SOP_ADD_ITEMS;
+	op->cb = cb;
+	op->arg = arg;
+	op->id = job;
+	for (i = 0; i < nitems; i++)
+		size += item_size(&items[i], 1);
+	op->strings = p = xmalloc(size + 1);
+	op->items = xcalloc(nitems, sizeof *op->items);
+	op->nitems = nitems;
+	for (i = 0; i < nitems; i++)
+		item_copy(&op->items[i], &items[i], &p, 1);
+	store_push(s, op);
+}
+
+/* Queue a URL's cache entry (replacing the one before). */
+void
+store_put_cache(struct store *s, const struct store_cache *c)
+{
+	struct sop *op;
+	char *p;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = SOP_PUT_CACHE;
+	op->strings = p = xmalloc(str_size(c->url) + str_size(c->etag) +
+	    str_size(c->last_modified) + str_size(c->sha256) +
+	    str_size(c->path) + str_size(c->images) + 1);
+	op->cache = *c;
+	op->cache.url = str_put(&p, c->url);
+	op->cache.etag = str_put(&p, c->etag);
+	op->cache.last_modified = str_put(&p, c->last_modified);
+	op->cache.sha256 = str_put(&p, c->sha256);
+	op->cache.path = str_put(&p, c->path);
+	op->cache.images = str_put(&p, c->images);
+	store_push(s, op);
+}
+
+/* Queue the removal of all but the keep most recently used entries. */
+void
+store_prune_cache(struct store *s, size_t keep)
+{
+	struct sop *op;
+
+	op = xcalloc(1, sizeof *op);
+	op->type = SOP_PRUNE_CACHE;
+	op->keep = keep;
+	store_push(s, op);
+}
+
+/* Read the cache, least recently used first (start-up, before the loop). */
+int
+store_load_cache(struct store *s, store_cache_cb cb, void *arg)
+{
+	sqlite3_stmt *st = s->st[ST_SELECT_CACHE];
+	struct store_cache c;
+	size_t n = 0;
+	int rc;
+
+	pthread_mutex_lock(&s->dblock);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		c.url = (const char *)sqlite3_column_text(st, 0);
+		c.etag = (const char *)sqlite3_column_text(st, 1);
+		c.last_modified = (const char *)sqlite3_column_text(st, 2);
+		c.size = (long long)sqlite3_column_int64(st, 3);
+		c.sha256 = (const char *)sqlite3_column_text(st, 4);
+		c.path = (const char *)sqlite3_column_text(st, 5);
+		c.images = (const char *)sqlite3_column_text(st, 6);
+		c.used = (time_t)sqlite3_column_int64(st, 7);
+		if (c.url != NULL) {
+			cb(arg, &c);
+			n++;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		log_warnx("store_load_cache: %s", sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	pthread_mutex_unlock(&s->dblock);
+	log_debug("store: loaded %zu cache entries", n);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 /* Loop thread: wake the store thread for what this pass queued. */
@@ -948,6 +1098,8 @@ store_bind_item(struct store *s, sqlite3_stmt *st, unsigned long long job,
 		rc = sqlite3_bind_int64(st, 11, (sqlite3_int64)it->retry_at);
 	if (rc == SQLITE_OK && with_url)
 		rc = sqlite3_bind_text(st, 12, it->url, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 13, it->extra, -1, SQLITE_STATIC);
 	if (rc != SQLITE_OK)
 		return store_bind_failed(s, st, rc);
 	return 0;
@@ -958,7 +1110,6 @@ static int
 store_apply_add(struct store *s, struct sop *op)
 {
 	sqlite3_stmt *st = s->st[ST_INSERT_JOB];
-	size_t i;
 	int rc;
 
 	if (op->bad_headers) {
@@ -979,11 +1130,25 @@ store_apply_add(struct store *s, struct sop *op)
 		rc = sqlite3_bind_text(st, 6, op->name, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 7, op->headers, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 8, op->options, -1, SQLITE_STATIC);
 	if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
 	    store_step(s, st) != 0)
 		goto fail;
 
-	st = s->st[ST_INSERT_ITEM];
+	return store_apply_items(s, op);
+fail:
+	log_warnx("store_add_job: job %llu: %s", op->id, s->err);
+	return -1;
+}
+
+/* Store thread: insert items of an existing job. */
+static int
+store_apply_items(struct store *s, struct sop *op)
+{
+	sqlite3_stmt *st = s->st[ST_INSERT_ITEM];
+	size_t i;
+
 	for (i = 0; i < op->nitems; i++) {
 		if (store_bind_item(s, st, op->id, &op->items[i], 1) != 0 ||
 		    store_step(s, st) != 0) {
@@ -993,9 +1158,50 @@ store_apply_add(struct store *s, struct sop *op)
 		}
 	}
 	return 0;
-fail:
-	log_warnx("store_add_job: job %llu: %s", op->id, s->err);
-	return -1;
+}
+
+/* Store thread: record a URL's last fetch, then keep the newest entries. */
+static int
+store_apply_cache(struct store *s, struct sop *op)
+{
+	const struct store_cache *c = &op->cache;
+	sqlite3_stmt *st = s->st[ST_PUT_CACHE];
+	int rc;
+
+	if (op->type == SOP_PRUNE_CACHE) {
+		st = s->st[ST_PRUNE_CACHE];
+		rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)op->keep);
+		if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
+		    store_step(s, st) != 0) {
+			log_warnx("store_prune_cache: %s", s->err);
+			return -1;
+		}
+		if (sqlite3_changes(s->db) > 0)
+			log_debug("store: pruned %d cache entries",
+			    sqlite3_changes(s->db));
+		return 0;
+	}
+	rc = sqlite3_bind_text(st, 1, c->url, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, c->etag, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 3, c->last_modified, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)c->size);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 5, c->sha256, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 6, c->path, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 7, c->images, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_int64(st, 8, (sqlite3_int64)c->used);
+	if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
+	    store_step(s, st) != 0) {
+		log_warnx("store_put_cache: %s", s->err);
+		return -1;
+	}
+	return 0;
 }
 
 /* Store thread: apply one operation inside the open transaction. */
@@ -1009,6 +1215,11 @@ store_apply(struct store *s, struct sop *op)
 	switch (op->type) {
 	case SOP_ADD_JOB:
 		return store_apply_add(s, op);
+	case SOP_ADD_ITEMS:
+		return store_apply_items(s, op);
+	case SOP_PUT_CACHE:
+	case SOP_PRUNE_CACHE:
+		return store_apply_cache(s, op);
 	case SOP_UPDATE_JOB:
 		st = s->st[ST_UPDATE_JOB];
 		rc = sqlite3_bind_int64(st, 1, (sqlite3_int64)op->id);

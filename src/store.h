@@ -31,6 +31,7 @@ struct store_item {
 	unsigned long long bytes;
 	int attempts;
 	long long retry_at; /* a waiting retry's time (epoch s), or 0 */
+	const char *extra; /* JSON object of the rarer fields, or NULL */
 };
 
 /* One job's record. */
@@ -43,8 +44,21 @@ struct store_job {
 	const char *name;
 	char *const *headers; /* "Name: value" */
 	size_t nheaders;
+	const char *options; /* JSON object of the job's settings, or NULL */
 	const struct store_item *items;
 	size_t nitems;
+};
+
+/* What the last successful fetch of a URL gave. Strings may be NULL. */
+struct store_cache {
+	const char *url;
+	const char *etag;
+	const char *last_modified;
+	long long size; /* body bytes, -1 if unknown */
+	const char *sha256; /* hex */
+	const char *path; /* where it was saved, relative to the root */
+	const char *images; /* a page's image URLs, newline-joined */
+	time_t used; /* last fetched or confirmed unchanged */
 };
 
 /* Called on the loop thread once an operation is committed (ok = 0) or failed (-1). */
@@ -78,6 +92,17 @@ void store_update_job(struct store *, unsigned long long id, int state,
     time_t finished, store_cb, void *arg);
 void store_update_item(struct store *, unsigned long long job,
     const struct store_item *, store_cb, void *arg);
+/* Add items (with their URLs) to a stored job. */
+void store_add_items(struct store *, unsigned long long job,
+    const struct store_item *, size_t nitems, store_cb, void *arg);
+/* Record a URL's cache entry, replacing an earlier one. */
+void store_put_cache(struct store *, const struct store_cache *);
+/* Keep only the keep most recently used cache entries. */
+void store_prune_cache(struct store *, size_t keep);
+typedef void (*store_cache_cb)(void *arg, const struct store_cache *);
+/* Read every cache entry, least recently used first (start-up only). */
+int store_load_cache(struct store *, store_cache_cb, void *arg);
+
 /* Delete ended jobs that finished before the given time. */
 void store_prune(struct store *, time_t before, store_cb, void *arg);
 
