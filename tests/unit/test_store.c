@@ -508,6 +508,68 @@ test_coalesce(struct store *s)
 	    "30 updates of 10 items ran %zu UPDATE statements", runs);
 }
 
+static size_t ncached;
+static char cached_sha[80];
+
+/* store_load_cache: count the entries and keep the one of cache/3. */
+static void
+cache_cb(void *arg, const struct store_cache *c)
+{
+	ncached++;
+	if (strcmp(c->url, "http://h/3.png") == 0)
+		snprintf(cached_sha, sizeof cached_sha, "%s",
+		    c->sha256 != NULL ? c->sha256 : "(null)");
+}
+
+/* New items of job 1 with their extra JSON; cache entries and a prune. */
+static void
+test_items_and_cache(struct store *s, const char *dbpath)
+{
+	struct store_item add[2];
+	struct store_cache c;
+	char url[64], sha[80];
+	int i;
+
+	memset(add, 0, sizeof add);
+	add[0].n = 1000;
+	add[0].url = "http://h/found-1.png";
+	add[0].extra = "{\"page\":\"http://h/\"}";
+	add[1].n = 1001;
+	add[1].url = "http://h/found-2.png";
+	store_add_items(s, 1, add, 2, count_cb, next_op());
+	for (i = 0; i < 5; i++) {
+		memset(&c, 0, sizeof c);
+		snprintf(url, sizeof url, "http://h/%d.png", i);
+		snprintf(sha, sizeof sha, "%064d", i);
+		c.url = url;
+		c.etag = "\"e\"";
+		c.size = 10 + i;
+		c.sha256 = sha;
+		c.path = "h/x.png";
+		c.used = 1000 + i;
+		store_put_cache(s, &c);
+	}
+	store_prune_cache(s, 3);
+	store_update_job(s, 1, 1, 0, count_cb, next_op());
+	if (run_until_done(__LINE__) != 0)
+		return;
+	CHECK(results[nops - 2] == 0);
+	CHECK(db_count(dbpath, "SELECT count(*) FROM items WHERE job = 1 AND "
+			       "n >= 1000") == 2);
+	CHECK(db_count(dbpath, "SELECT count(*) FROM items WHERE n = 1000 AND "
+			       "extra LIKE '%page%'") == 1);
+	/* The three most recently used stay. */
+	CHECK(db_count(dbpath, "SELECT count(*) FROM cache") == 3);
+	CHECK(db_count(dbpath, "SELECT min(used) FROM cache") == 1002);
+	ncached = 0;
+	CHECK(store_load_cache(s, cache_cb, NULL) == 0);
+	CHECK(ncached == 3);
+	CHECK(strcmp(cached_sha, "0000000000000000000000000000000000000000000"
+				 "000000000000000000003") == 0);
+	/* Keep the model in step: job 1 now has the two new items. */
+	db_count(dbpath, "DELETE FROM items WHERE n >= 1000");
+}
+
 int
 main(void)
 {
@@ -727,21 +789,39 @@ main(void)
 	store_close(s);
 	s = NULL;
 
-	/* A version 1 database (no retry_at) is upgraded in place. */
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 2);
-	db_count(dbpath, "ALTER TABLE items DROP COLUMN retry_at");
-	db_count(dbpath, "PRAGMA user_version = 1");
-	model_find(1)->items[2].retry_at = 0;
+	/* A version 2 database (no options, extra, cache) is upgraded. */
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 3);
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN options");
+	db_count(dbpath, "ALTER TABLE items DROP COLUMN extra");
+	db_count(dbpath, "DROP TABLE cache");
+	db_count(dbpath, "PRAGMA user_version = 2");
 	s = reopen_and_check(dir, __LINE__);
 	store_close(s);
 	s = NULL;
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 2);
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 3);
+
+	/* A version 1 database (no retry_at either) is upgraded in place. */
+	db_count(dbpath, "ALTER TABLE items DROP COLUMN retry_at");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN options");
+	db_count(dbpath, "ALTER TABLE items DROP COLUMN extra");
+	db_count(dbpath, "DROP TABLE cache");
+	db_count(dbpath, "PRAGMA user_version = 1");
+	model_find(1)->items[2].retry_at = 0;
+	s = reopen_and_check(dir, __LINE__);
+	if (s == NULL)
+		goto out;
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 3);
+
+	/* Items added to a stored job, and the cache, round-trip. */
+	test_items_and_cache(s, dbpath);
+	store_close(s);
+	s = NULL;
 
 	/* A database from a newer imgfetchd is refused. */
-	db_count(dbpath, "PRAGMA user_version = 3");
+	db_count(dbpath, "PRAGMA user_version = 4");
 	s = store_open(base, dir, &cause);
 	CHECK(s == NULL);
-	CHECK(cause != NULL && strstr(cause, "schema version 3") != NULL);
+	CHECK(cause != NULL && strstr(cause, "schema version 4") != NULL);
 	free(cause);
 
 out:
