@@ -33,11 +33,15 @@ enum path_field {
 	PATH_N,
 	PATH_DATE,
 	PATH_TIME,
+	PATH_SHA256,
 	PATH_NFIELDS
 };
 
 static const char *const path_fields[PATH_NFIELDS] = { "name", "stem", "ext",
-	"host", "job", "n", "date", "time" };
+	"host", "job", "n", "date", "time", "sha256" };
+
+/* Hex digits of a SHA-256. */
+#define PATH_SHA256_HEX 64
 
 static const struct {
 	const char *type;
@@ -326,12 +330,28 @@ path_check_relative(const char *s, const char *what, char **cause)
 	return 0;
 }
 
-/* Look up a field name; -1 if unknown. */
+/*
+ * Look up a field name; -1 if unknown. "sha256:N" is {sha256} cut to its
+ * first N (1 to 64) hex digits, given back in *prefix (0: all of it).
+ */
 static int
-path_field_find(const char *s, size_t len)
+path_field_find(const char *s, size_t len, size_t *prefix)
 {
+	size_t k, n = 0;
 	int i;
 
+	*prefix = 0;
+	if (len > 7 && memcmp(s, "sha256:", 7) == 0) {
+		for (k = 7; k < len && k < 10; k++) {
+			if (s[k] < '0' || s[k] > '9')
+				return -1;
+			n = n * 10 + (size_t)(s[k] - '0');
+		}
+		if (k != len || n < 1 || n > PATH_SHA256_HEX)
+			return -1;
+		*prefix = n;
+		return PATH_SHA256;
+	}
 	for (i = 0; i < PATH_NFIELDS; i++) {
 		if (strlen(path_fields[i]) == len &&
 		    memcmp(path_fields[i], s, len) == 0)
@@ -348,9 +368,9 @@ static int
 path_walk(const char *tmpl, const char *const *values, struct path_buf *b,
     char **cause)
 {
-	const char *s = tmpl, *end;
+	const char *s = tmpl, *end, *v;
 	char *field;
-	size_t n;
+	size_t n, prefix;
 	int i;
 
 	path_buf_add(b, "", 0);
@@ -380,14 +400,34 @@ path_walk(const char *tmpl, const char *const *values, struct path_buf *b,
 			return -1;
 		}
 		n = (size_t)(end - (s + 1));
-		if ((i = path_field_find(s + 1, n)) == -1) {
+		if ((i = path_field_find(s + 1, n, &prefix)) == -1) {
 			field = path_printable(s + 1, n);
 			xasprintf(cause, "name: unknown field \"{%s}\"", field);
 			free(field);
 			return -1;
 		}
-		path_buf_adds(b, values != NULL ? values[i] : "x");
+		v = values != NULL ? values[i] : "x";
+		if (prefix > 0 && strlen(v) > prefix)
+			path_buf_add(b, v, prefix);
+		else
+			path_buf_adds(b, v);
 		s = end + 1;
+	}
+	return 0;
+}
+
+/* Whether a checked template names the body's SHA-256. */
+int
+path_template_has_sha256(const char *tmpl)
+{
+	const char *s;
+
+	if (tmpl == NULL)
+		return 0;
+	for (s = tmpl; (s = strstr(s, "{sha256")) != NULL; s++) {
+		/* "{{sha256}" is a literal brace and the word. */
+		if (s == tmpl || s[-1] != '{' || (s - 1 > tmpl && s[-2] == '{'))
+			return 1;
 	}
 	return 0;
 }
@@ -605,6 +645,12 @@ path_expand(const char *dir, const char *tmpl, const struct path_vars *vars,
 	values[PATH_N] = n;
 	values[PATH_DATE] = date;
 	values[PATH_TIME] = hms;
+	values[PATH_SHA256] = vars->sha256 != NULL ? vars->sha256 : "";
+	if (vars->sha256 == NULL && path_template_has_sha256(tmpl)) {
+		xasprintf(cause, "name: {sha256} is not known before the body "
+				 "is complete");
+		goto fail;
+	}
 	if (path_walk(tmpl, values, &raw, cause) != 0)
 		goto fail;
 

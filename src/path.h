@@ -16,6 +16,8 @@ int path_check_relative(const char *s, const char *what, char **cause);
 
 /* Check a name template: safe literal parts and only known {fields}. */
 int path_check_template(const char *tmpl, char **cause);
+/* Whether a checked template uses {sha256} or {sha256:N}. */
+int path_template_has_sha256(const char *tmpl);
 
 struct path_vars {
 	const char *url; /* the item's URL (after redirects is fine) */
@@ -23,6 +25,7 @@ struct path_vars {
 	unsigned long long job; /* job id */
 	unsigned long n; /* item index in the job */
 	time_t now; /* for {date} and {time} */
+	const char *sha256; /* the body's SHA-256 in hex, or NULL if unknown */
 };
 
 /*
@@ -34,7 +37,9 @@ struct path_vars {
  * segment (fallback DEFAULT_FALLBACK_NAME, plus .ext from the type when it
  * has none), {stem} that segment without extension, {ext} the extension
  * from the URL, else from the Content-Type, else "bin", {host}, {job},
- * {n}, {date} (YYYY-MM-DD), {time} (HHMMSS). A NULL tmpl means
+ * {n}, {date} (YYYY-MM-DD), {time} (HHMMSS), {sha256} (the body's SHA-256
+ * in hex; {sha256:N} its first N digits; vars->sha256 must then be set).
+ * A NULL tmpl means
  * DEFAULT_NAME_TEMPLATE. Returns a new string, or NULL with *cause set.
  */
 char *path_expand(

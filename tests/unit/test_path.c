@@ -209,6 +209,7 @@ expand(const char *url, const char *type, const char *tmpl, const char *dir,
 	vars.job = 42;
 	vars.n = 7;
 	vars.now = 1700000000;
+	vars.sha256 = NULL;
 	*cause = NULL;
 	return path_expand(dir, tmpl, &vars, cause);
 }
@@ -439,7 +440,8 @@ test_hostile_urls(void)
 static void
 test_time_zone(void)
 {
-	struct path_vars vars = { "http://h/x.png", NULL, 1, 0, 1700000000 };
+	struct path_vars vars = { "http://h/x.png", NULL, 1, 0, 1700000000,
+		NULL };
 	char *got, *cause = NULL;
 
 	setenv("TZ", "Asia/Tokyo", 1);
@@ -496,6 +498,41 @@ test_printable(void)
 	CHECK(!path_is_utf8("\x80", 1));
 }
 
+/* {sha256} and {sha256:N}: checked, expanded, refused until known. */
+static void
+test_sha256(void)
+{
+	const char *sha = "9f86d081884c7d659a2feaa0c55ad015"
+			  "a3bf4f1b2b0b822cd15d6c15b0f00a08";
+	struct path_vars vars = { "http://h/a/cat.png", "image/png", 3, 1,
+		1700000000, sha };
+	char *got, *cause = NULL;
+
+	template_case("{sha256}.{ext}", NULL, __LINE__);
+	template_case("{sha256:2}/{sha256}.{ext}", NULL, __LINE__);
+	template_case("{sha256:64}", NULL, __LINE__);
+	template_case("{sha256:0}", "unknown field \"{sha256:0}\"", __LINE__);
+	template_case("{sha256:65}", "unknown field", __LINE__);
+	template_case("{sha256:x}", "unknown field", __LINE__);
+	template_case("{sha256:}", "unknown field", __LINE__);
+	template_case("{sha256:0002}", "unknown field", __LINE__);
+	CHECK(path_template_has_sha256("{sha256:2}/x"));
+	CHECK(path_template_has_sha256("a{{{sha256}"));
+	CHECK(!path_template_has_sha256("{{sha256}}"));
+	CHECK(!path_template_has_sha256("{name}"));
+	CHECK(!path_template_has_sha256(NULL));
+
+	got = path_expand("d", "{sha256:2}/{sha256}.{ext}", &vars, &cause);
+	CHECK_STR(got, "d/9f/9f86d081884c7d659a2feaa0c55ad015"
+		       "a3bf4f1b2b0b822cd15d6c15b0f00a08.png");
+	free(got);
+	vars.sha256 = NULL;
+	got = path_expand(NULL, "{sha256}", &vars, &cause);
+	CHECK(got == NULL && cause != NULL && strstr(cause, "{sha256}") != NULL);
+	free(got);
+	free(cause);
+}
+
 /* Run every test, print a summary and fail if any check failed. */
 int
 main(void)
@@ -511,6 +548,7 @@ main(void)
 	test_hostile_urls();
 	test_time_zone();
 	test_printable();
+	test_sha256();
 
 	return check_summary("test_path");
 }
