@@ -120,6 +120,11 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(allow_svg, CONFIG_INT) },
 	{ "shutdown_grace", CONFIG_INTEGER, 0, 3600,
 	    CONFIG_FIELD(shutdown_grace, CONFIG_LONG) },
+	{ "dedup", CONFIG_BOOLEAN, 0, 1, CONFIG_FIELD(dedup, CONFIG_INT) },
+	{ "cache_max_entries", CONFIG_INTEGER, 0, 100000000,
+	    CONFIG_FIELD(cache_max_entries, CONFIG_LONG) },
+	{ "max_page_size", CONFIG_INTEGER, 1, PAGE_SIZE_MAX,
+	    CONFIG_FIELD(max_page_size, CONFIG_LLONG) },
 	{ "max_api_connections", CONFIG_INTEGER, 1, 100000,
 	    CONFIG_FIELD(max_api_connections, CONFIG_INT) },
 	{ "api_idle_timeout", CONFIG_INTEGER, 1, 86400,
@@ -192,6 +197,9 @@ config_init(struct config *cfg)
 	cfg->nallowed_types = 1;
 	cfg->allow_svg = 0;
 	cfg->shutdown_grace = 10;
+	cfg->dedup = 0;
+	cfg->cache_max_entries = CACHE_MAX_ENTRIES_DEFAULT;
+	cfg->max_page_size = PAGE_SIZE_DEFAULT;
 	cfg->max_api_connections = 128;
 	cfg->api_idle_timeout = 60;
 }

@@ -41,6 +41,9 @@ struct config {
 	long shutdown_grace; /* shutdown_grace: seconds */
 	int max_api_connections; /* max_api_connections */
 	long api_idle_timeout; /* api_idle_timeout: seconds */
+	int dedup; /* dedup: bool, keep each body once */
+	long cache_max_entries; /* cache_max_entries: URL cache size */
+	long long max_page_size; /* max_page_size: bytes of a scraped page */
 };
 
 /*

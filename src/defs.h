@@ -50,6 +50,13 @@
 /* Numeric suffixes tried for an existing final name. */
 #define SUFFIX_MAX 9999
 
+/* Pages one job may reach through rel="next", and the largest page. */
+#define PAGE_FOLLOW_MAX 100
+#define PAGE_SIZE_MAX (1024LL * 1024 * 1024)
+#define PAGE_SIZE_DEFAULT (8LL * 1024 * 1024)
+/* Entries of the URL cache kept by default. */
+#define CACHE_MAX_ENTRIES_DEFAULT 100000
+
 /* Seconds a client is told to wait when the queue is full. */
 #define RETRY_AFTER_SECONDS 5
 

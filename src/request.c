@@ -18,7 +18,8 @@
 #include "xmalloc.h"
 
 static const char *const request_fields[] = { "urls", "dir", "name",
-	"headers" };
+	"headers", "pages", "if_changed", "dedup", "same_host", "follow_next",
+	"max_page_size" };
 
 /* Check one URL, with a handle that may have checked others before. */
 static int
@@ -220,6 +221,9 @@ request_finish(struct job_request *req)
 	for (i = 0; i < req->nurls; i++)
 		free(req->urls[i]);
 	free(req->urls);
+	for (i = 0; i < req->npages; i++)
+		free(req->pages[i]);
+	free(req->pages);
 	for (i = 0; i < req->nheaders; i++)
 		free(req->headers[i]);
 	free(req->headers);
@@ -228,9 +232,21 @@ request_finish(struct job_request *req)
 	memset(req, 0, sizeof *req);
 }
 
-/* Take the "urls" array of a JSON request. */
+/* The options a request leaves to the configuration. */
+void
+request_init_options(struct job_request *req)
+{
+	req->if_changed = 0;
+	req->dedup = -1;
+	req->same_host = 0;
+	req->follow_next = 0;
+	req->max_page_size = 0;
+}
+
+/* Take an array of URLs ("urls" or "pages") of a JSON request. */
 static int
-request_json_urls(struct job_request *req, json_t *v, char **cause)
+request_json_urls(
+    const char *field, char ***urls, size_t *nurls, json_t *v, char **cause)
 {
 	json_t *item;
 	CURLU *h;
@@ -240,36 +256,34 @@ request_json_urls(struct job_request *req, json_t *v, char **cause)
 	int rc = -1;
 
 	if (!json_is_array(v)) {
-		xasprintf(cause, "urls: must be an array of strings");
+		xasprintf(cause, "%s: must be an array of strings", field);
 		return -1;
 	}
-	if ((n = json_array_size(v)) == 0) {
-		xasprintf(cause, "urls: empty");
-		return -1;
-	}
+	if ((n = json_array_size(v)) == 0)
+		return 0;
 	if (n > JOB_MAX_URLS) {
-		xasprintf(cause, "urls: more than %d URLs", JOB_MAX_URLS);
+		xasprintf(cause, "%s: more than %d URLs", field, JOB_MAX_URLS);
 		return -1;
 	}
-	req->urls = xcalloc(n, sizeof *req->urls);
+	*urls = xcalloc(n, sizeof **urls);
 	h = request_url_handle();
 	json_array_foreach(v, i, item)
 	{
 		if (!json_is_string(item)) {
-			xasprintf(cause, "urls[%zu]: must be a string", i);
+			xasprintf(cause, "%s[%zu]: must be a string", field, i);
 			goto fail;
 		}
 		s = json_string_value(item);
 		if (strlen(s) != json_string_length(item)) {
-			xasprintf(cause, "urls[%zu]: contains NUL", i);
+			xasprintf(cause, "%s[%zu]: contains NUL", field, i);
 			goto fail;
 		}
 		if (request_check_url_with(h, s, &why) != 0) {
-			xasprintf(cause, "urls[%zu]: %s", i, why);
+			xasprintf(cause, "%s[%zu]: %s", field, i, why);
 			free(why);
 			goto fail;
 		}
-		req->urls[req->nurls++] = xstrdup(s);
+		(*urls)[(*nurls)++] = xstrdup(s);
 	}
 	rc = 0;
 fail:
@@ -345,6 +359,73 @@ request_json_headers(struct job_request *req, json_t *v, char **cause)
 	return 0;
 }
 
+/* Take a boolean member: 0 or 1 in *out, -1 with *cause if not a bool. */
+static int
+request_json_bool(json_t *root, const char *field, int *out, char **cause)
+{
+	json_t *v;
+
+	if ((v = json_object_get(root, field)) == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_boolean(v)) {
+		xasprintf(cause, "%s: must be true or false", field);
+		return -1;
+	}
+	*out = json_is_true(v);
+	return 0;
+}
+
+/* Take an integer member within [min, max]; left alone when absent. */
+static int
+request_json_int(json_t *root, const char *field, long long min,
+    long long max, long long *out, char **cause)
+{
+	json_t *v;
+
+	if ((v = json_object_get(root, field)) == NULL || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < min ||
+	    json_integer_value(v) > max) {
+		xasprintf(cause, "%s: must be an integer from %lld to %lld",
+		    field, min, max);
+		return -1;
+	}
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* Take the scraping and caching options of a JSON request. */
+static int
+request_json_options(struct job_request *r, json_t *root, char **cause)
+{
+	long long n;
+
+	if (request_json_bool(root, "if_changed", &r->if_changed, cause) != 0 ||
+	    request_json_bool(root, "dedup", &r->dedup, cause) != 0 ||
+	    request_json_bool(root, "same_host", &r->same_host, cause) != 0)
+		return -1;
+	n = r->follow_next;
+	if (request_json_int(root, "follow_next", 0, PAGE_FOLLOW_MAX, &n,
+		cause) != 0)
+		return -1;
+	r->follow_next = (int)n;
+	if (request_json_int(root, "max_page_size", 1, PAGE_SIZE_MAX,
+		&r->max_page_size, cause) != 0)
+		return -1;
+	if (r->npages == 0 &&
+	    (json_object_get(root, "same_host") != NULL ||
+		json_object_get(root, "follow_next") != NULL ||
+		json_object_get(root, "max_page_size") != NULL)) {
+		xasprintf(cause, "%s: only for a job with \"pages\"",
+		    json_object_get(root, "same_host") != NULL ? "same_host"
+		    : json_object_get(root, "follow_next") != NULL
+			? "follow_next"
+			: "max_page_size");
+		return -1;
+	}
+	return 0;
+}
+
 /* Parse a JSON job submission. */
 int
 request_parse_json(
@@ -360,6 +441,7 @@ request_parse_json(
 
 	memset(req, 0, sizeof *req);
 	memset(&r, 0, sizeof r);
+	request_init_options(&r);
 	root = json_loadb(
 	    body, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (root == NULL) {
@@ -397,11 +479,28 @@ request_parse_json(
 		}
 	}
 
-	if ((v = json_object_get(root, "urls")) == NULL) {
-		xasprintf(cause, "urls: missing");
+	if ((v = json_object_get(root, "urls")) != NULL &&
+	    request_json_urls("urls", &r.urls, &r.nurls, v, cause) != 0)
+		goto fail;
+	if ((v = json_object_get(root, "pages")) != NULL &&
+	    request_json_urls("pages", &r.pages, &r.npages, v, cause) != 0)
+		goto fail;
+	if (r.nurls == 0 && r.npages == 0) {
+		if (json_object_get(root, "urls") != NULL)
+			xasprintf(cause, "urls: empty");
+		else if (json_object_get(root, "pages") != NULL)
+			xasprintf(cause, "pages: empty");
+		else
+			xasprintf(cause, "urls: missing (a job needs \"urls\" "
+					 "or \"pages\")");
 		goto fail;
 	}
-	if (request_json_urls(&r, v, cause) != 0)
+	if (r.nurls + r.npages > JOB_MAX_URLS) {
+		xasprintf(cause, "urls and pages: more than %d URLs together",
+		    JOB_MAX_URLS);
+		goto fail;
+	}
+	if (request_json_options(&r, root, cause) != 0)
 		goto fail;
 	if ((v = json_object_get(root, "dir")) != NULL && !json_is_null(v)) {
 		if ((s = request_json_string(v, "dir", cause)) == NULL)
@@ -444,6 +543,7 @@ request_parse_urilist(struct job_request *req, const char *body, size_t len,
 
 	memset(req, 0, sizeof *req);
 	memset(&r, 0, sizeof r);
+	request_init_options(&r);
 	if (dir != NULL && path_check_relative(dir, "dir", cause) != 0)
 		return -1;
 	if (name != NULL && path_check_template(name, cause) != 0)

@@ -11,10 +11,19 @@ struct job_request {
 	char *name; /* checked name template, or NULL */
 	char **headers; /* "Name: value", checked, or none */
 	size_t nheaders;
+	char **pages; /* checked http(s) URLs of pages to scrape */
+	size_t npages;
+	int if_changed; /* conditional requests from the URL cache */
+	int dedup; /* 0, 1, or -1 for the config's dedup */
+	int same_host; /* keep only images on a page's own host */
+	int follow_next; /* pages reached through rel="next" to scrape too */
+	long long max_page_size; /* bytes, 0 for the config's */
 };
 
 /*
- * Parse {"urls": [...], "dir": "...", "name": "...", "headers": {...}}.
+ * Parse {"urls": [...], "pages": [...], "dir": "...", "name": "...",
+ * "headers": {...}, "if_changed", "dedup", "same_host": bool,
+ * "follow_next": N, "max_page_size": bytes}; urls or pages or both.
  * Unknown fields, wrong types, bad URLs (message gives the index), unsafe
  * dir/name and bad headers are refused: -1 with *cause set (caller frees),
  * the request left empty. On success the request owns its strings. The
@@ -45,6 +54,9 @@ int request_check_url(const char *url, char **cause);
 int request_check_header(const char *name, const char *value, char **cause);
 /* Check a "Name: value" line as found in the config file. */
 int request_check_header_line(const char *line, char **cause);
+
+/* Set the options to "not given": the config decides. */
+void request_init_options(struct job_request *);
 
 /* Free what the request owns and zero it. */
 void request_finish(struct job_request *);
