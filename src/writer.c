@@ -36,9 +36,18 @@
  *   reports PREPARED before it runs the writes ahead of it, so the record
  *   and the writes proceed together; from then on the worker leaves the
  *   name alone until RENAME, and a failure waits for RENAME (or ABORT) too.
- * - RENAME, SUSPEND, ABORT and PROBE are the last op of a file; once a
- *   worker has run one it never touches the file again, and the loop frees
- *   it after WFILE_DONE.
+ * - The worker holding a file hashes its bytes (SHA-256, OpenSSL's EVP) as
+ *   it writes them, reading back a resumed .part's kept bytes first; the
+ *   digest is final after COMMIT. A file opened with hash_first is never
+ *   named early, so its digest is known at PREPARED: the owner can then
+ *   drop it as a duplicate (DEDUP) or have it renamed to a name made from
+ *   the digest (RENAME with a target, set on the loop thread between
+ *   PREPARED and the op, when no worker holds the file).
+ * - RENAME, DEDUP, SUSPEND, ABORT, PROBE and TASK are the last op of a
+ *   file; once a worker has run one it never touches the file again, and
+ *   the loop frees it after WFILE_DONE. A TASK file is no file at all: the
+ *   worker runs a function of the owner's (the parse of a scraped page)
+ *   that touches only its argument.
  * Workers block all signals, so only the main thread sees them.
  */
 #include <sys/queue.h>
@@ -55,6 +64,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/evp.h>
 
 #include "defs.h"
 #include "log.h"
@@ -65,7 +75,16 @@
 #define RENAME_NOREPLACE (1 << 0)
 #endif
 
-enum op_type { OP_WRITE, OP_COMMIT, OP_RENAME, OP_SUSPEND, OP_ABORT, OP_PROBE };
+enum op_type {
+	OP_WRITE,
+	OP_COMMIT,
+	OP_RENAME,
+	OP_SUSPEND,
+	OP_ABORT,
+	OP_PROBE,
+	OP_DEDUP,
+	OP_TASK
+};
 
 struct op {
 	enum op_type type;
@@ -102,8 +121,11 @@ struct wfile {
 	int resume;
 	enum exists_policy policy;
 	int do_fsync;
+	int hash_first; /* no early naming: the digest is known at PREPARED */
 	wfile_cb cb;
 	void *arg;
+	void (*task)(void *); /* OP_TASK's work, and its argument */
+	void *task_arg;
 
 	/* Loop thread only. */
 	char *buf;
@@ -138,6 +160,12 @@ struct wfile {
 	unsigned long long size;
 	int opened;
 	int failed;
+	EVP_MD_CTX *md; /* SHA-256 of the bytes so far */
+	unsigned long long hashed; /* bytes in md */
+	char sha256[2 * 32 + 1]; /* hex, once final; "" before */
+	char *target; /* RENAME: a relative path elsewhere, set by the loop */
+	char *dup_of; /* DEDUP: the kept file this one repeats */
+	int duplicate; /* dropped as a duplicate of dup_of */
 	int ok;
 	int skipped;
 	int named; /* PREPARED went out before the last writes ran */
@@ -173,6 +201,9 @@ struct writer {
 };
 
 static void *writer_main(void *);
+static int wfile_walk_path(struct wfile *, const char *, int);
+static void wfile_do_move(struct wfile *);
+static void wfile_do_rename(struct wfile *);
 static void writer_done_cb(evutil_socket_t, short, void *);
 static void writer_kick_cb(evutil_socket_t, short, void *);
 static void writer_dir_free(void *);
@@ -427,6 +458,9 @@ wfile_free(struct wfile *f)
 	free(f->final);
 	free(f->finalpath);
 	free(f->error);
+	free(f->target);
+	free(f->dup_of);
+	EVP_MD_CTX_free(f->md);
 	free(f);
 }
 
@@ -440,6 +474,7 @@ wfile_open(
 	f = wfile_new(w, spec->relpath, cb, arg);
 	f->policy = spec->policy;
 	f->do_fsync = spec->do_fsync;
+	f->hash_first = spec->hash_first;
 	f->held = spec->hold;
 	if (spec->part != NULL) {
 		f->resume = 1;
@@ -793,6 +828,54 @@ wfile_size(struct wfile *f)
 	return f->size;
 }
 
+/* The body's SHA-256 in hex, or NULL before it is final. */
+const char *
+wfile_sha256(struct wfile *f)
+{
+	return f->sha256[0] != '\0' ? f->sha256 : NULL;
+}
+
+/* Whether the file was dropped as a duplicate. */
+int
+wfile_duplicate(struct wfile *f)
+{
+	return f->duplicate;
+}
+
+/* Rename a prepared file to another relative path, under its policy. */
+void
+wfile_rename_to(struct wfile *f, const char *relpath)
+{
+	/* No worker holds a prepared file: its fields are the loop's. */
+	free(f->target);
+	f->target = xstrdup(relpath);
+	wfile_push(f, OP_RENAME, NULL, 0, 0);
+}
+
+/* Drop a prepared file if path holds the same bytes; else rename it. */
+void
+wfile_dedup(struct wfile *f, const char *path)
+{
+	free(f->dup_of);
+	f->dup_of = xstrdup(path);
+	wfile_push(f, OP_DEDUP, NULL, 0, 0);
+}
+
+/* Run work(warg) on a worker; then WFILE_DONE on the loop thread. */
+struct wfile *
+wfile_task(struct writer *w, void (*work)(void *), void *warg, wfile_cb cb,
+    void *arg)
+{
+	struct wfile *f;
+
+	f = wfile_new(w, "-", cb, arg);
+	f->closing = 1;
+	f->task = work;
+	f->task_arg = warg;
+	wfile_push(f, OP_TASK, NULL, 0, 0);
+	return f;
+}
+
 /* Loop thread: deliver worker reports to the owners. */
 static void
 writer_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -898,12 +981,19 @@ writer_dir_free(void *p)
 static int
 wfile_walk_dir(struct wfile *f, int create)
 {
+	return wfile_walk_path(f, f->dirpart, create);
+}
+
+/* Worker: open each directory of a relative path, creating if asked. */
+static int
+wfile_walk_path(struct wfile *f, const char *dirpath, int create)
+{
 	char *copy, *p, *comp;
 	int fd, next;
 
 	/* fd is the root (not ours to close) until the first component. */
 	fd = f->writer->rootfd;
-	copy = xstrdup(f->dirpart);
+	copy = xstrdup(dirpath);
 	for (p = copy; (comp = strsep(&p, "/")) != NULL;) {
 		if (*comp == '\0')
 			continue;
@@ -1026,6 +1116,72 @@ wfile_forget_dir(struct wfile *f)
 	wfile_close_dir(f);
 }
 
+/* Worker: start the SHA-256 of a new file. */
+static void
+wfile_hash_start(struct wfile *f)
+{
+	if ((f->md = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(f->md, EVP_sha256(), NULL) != 1)
+		fatalx("%s: cannot start a SHA-256", __func__);
+	f->hashed = 0;
+}
+
+/* Worker: hash the bytes a resumed .part keeps, reading them back. */
+static int
+wfile_hash_kept(struct wfile *f)
+{
+	char buf[65536];
+	unsigned long long off = 0;
+	ssize_t n;
+	int fd;
+
+	wfile_hash_start(f);
+	if (f->offset == 0)
+		return 0;
+	fd = openat(f->dirfd, f->partbase, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return -1;
+	while (off < f->offset) {
+		n = pread(fd, buf,
+		    f->offset - off < sizeof buf ? (size_t)(f->offset - off)
+						 : sizeof buf,
+		    (off_t)off);
+		if (n <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			close(fd);
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		EVP_DigestUpdate(f->md, buf, (size_t)n);
+		off += (unsigned long long)n;
+	}
+	f->hashed = off;
+	close(fd);
+	return 0;
+}
+
+/* Worker: the digest is complete: keep it in hex. */
+static void
+wfile_hash_end(struct wfile *f)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0, i;
+
+	if (f->md == NULL || f->failed ||
+	    EVP_DigestFinal_ex(f->md, md, &len) != 1 || len != 32)
+		return;
+	for (i = 0; i < len; i++) {
+		f->sha256[2 * i] = hex[md[i] >> 4];
+		f->sha256[2 * i + 1] = hex[md[i] & 0xf];
+	}
+	f->sha256[2 * len] = '\0';
+	EVP_MD_CTX_free(f->md);
+	f->md = NULL;
+}
+
 /* Worker: make sure the .part file is open (and cut to offset on resume). */
 static int
 wfile_ensure_open(struct wfile *f)
@@ -1055,6 +1211,7 @@ wfile_ensure_open(struct wfile *f)
 			return -1;
 		}
 		f->opened = 1;
+		wfile_hash_start(f);
 		return 0;
 	}
 	f->fd =
@@ -1079,6 +1236,10 @@ wfile_ensure_open(struct wfile *f)
 		wfile_fail(f, "resume", f->partbase, errno);
 		return -1;
 	}
+	if (wfile_hash_kept(f) == -1) {
+		wfile_fail(f, "resume: read", f->partbase, errno);
+		return -1;
+	}
 	return 0;
 }
 
@@ -1090,6 +1251,9 @@ wfile_do_write(struct wfile *f, const char *data, size_t len)
 
 	if (wfile_ensure_open(f) == -1)
 		return;
+	if (f->md != NULL &&
+	    EVP_DigestUpdate(f->md, data, len) == 1)
+		f->hashed += len;
 	while (len > 0) {
 		n = write(f->fd, data, len);
 		if (n == -1) {
@@ -1175,7 +1339,7 @@ wfile_do_close(struct wfile *f)
 static int
 wfile_name_early(struct wfile *f, struct op_list *ops)
 {
-	if (f->do_fsync || f->failed || f->final != NULL ||
+	if (f->do_fsync || f->hash_first || f->failed || f->final != NULL ||
 	    TAILQ_LAST(ops, op_list)->type != OP_COMMIT)
 		return 0;
 	/* An empty body still makes an empty file. */
@@ -1191,14 +1355,17 @@ wfile_do_commit(struct wfile *f)
 {
 	if (f->named) {
 		/* PREPARED is out: a failure waits for the RENAME. */
-		if (!f->failed)
-			wfile_do_close(f);
+		if (!f->failed && wfile_do_close(f) == 0)
+			wfile_hash_end(f);
 		return;
 	}
 	/* An empty body still makes an empty file. */
 	if (wfile_ensure_open(f) == -1 || f->failed ||
-	    wfile_do_close(f) == -1 || wfile_do_name(f) == -1)
+	    wfile_do_close(f) == -1 || wfile_do_name(f) == -1) {
 		wfile_do_abort(f);
+		return;
+	}
+	wfile_hash_end(f);
 }
 
 /* Worker: rename the .part to name, never replacing unless overwrite. */
@@ -1220,6 +1387,82 @@ wfile_try_rename(struct wfile *f, const char *name, int noreplace)
 	return 0;
 }
 
+/*
+ * Worker: rename the prepared file to f->target, a path in another
+ * directory (made as needed), choosing the name there under the policy.
+ */
+static void
+wfile_do_move(struct wfile *f)
+{
+	struct stat st;
+	const char *slash;
+	char *dir, *base, *name;
+	int tfd, k, rc;
+
+	slash = strrchr(f->target, '/');
+	dir = slash != NULL ? xstrndup(f->target, (size_t)(slash - f->target))
+			    : xstrdup("");
+	base = xstrdup(slash != NULL ? slash + 1 : f->target);
+	if ((tfd = wfile_walk_path(f, dir, 1)) == -1) {
+		wfile_do_abort(f);
+		goto out;
+	}
+	for (k = 0;; k++) {
+		name = wfile_suffixed(base, k);
+		if (f->policy == EXISTS_SKIP &&
+		    fstatat(tfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			f->skipped = 1;
+			wfile_do_abort(f);
+			break;
+		}
+		if (f->policy == EXISTS_OVERWRITE)
+			rc = renameat(f->dirfd, f->partbase, tfd, name);
+		else
+			rc = renameat2(f->dirfd, f->partbase, tfd, name,
+			    RENAME_NOREPLACE);
+		if (rc == 0)
+			break;
+		if (errno != EEXIST || f->policy != EXISTS_SUFFIX ||
+		    k == SUFFIX_MAX) {
+			wfile_fail_path(f, "rename to", f->target, errno);
+			free(name);
+			wfile_do_abort(f);
+			close(tfd);
+			goto out;
+		}
+		free(name);
+	}
+	free(f->finalpath);
+	xasprintf(&f->finalpath, "%s%s%s", dir, *dir != '\0' ? "/" : "", name);
+	free(f->final);
+	f->final = name;
+	if (f->do_fsync && fsync(tfd) == -1)
+		log_warn("writer: fsync directory %s", dir);
+	close(tfd);
+	f->ok = 1;
+out:
+	free(dir);
+	free(base);
+}
+
+/* Worker: drop the file if dup_of holds as many bytes; else rename it. */
+static void
+wfile_do_dedup(struct wfile *f)
+{
+	struct stat st;
+
+	if (!f->failed &&
+	    fstatat(f->writer->rootfd, f->dup_of, &st, AT_SYMLINK_NOFOLLOW) ==
+		0 &&
+	    S_ISREG(st.st_mode) && (unsigned long long)st.st_size == f->hashed) {
+		wfile_do_abort(f);
+		f->duplicate = 1;
+		f->ok = 1;
+		return;
+	}
+	wfile_do_rename(f);
+}
+
 /* Worker: rename the prepared file into place. */
 static void
 wfile_do_rename(struct wfile *f)
@@ -1230,6 +1473,10 @@ wfile_do_rename(struct wfile *f)
 	if (f->failed) {
 		/* Named early, then a write or the close failed. */
 		wfile_do_abort(f);
+		return;
+	}
+	if (f->target != NULL) {
+		wfile_do_move(f);
 		return;
 	}
 	if (f->skipped) {
@@ -1373,6 +1620,15 @@ writer_main(void *arg)
 				break;
 			case OP_PROBE:
 				wfile_do_probe(f);
+				finished = 1;
+				break;
+			case OP_DEDUP:
+				wfile_do_dedup(f);
+				finished = 1;
+				break;
+			case OP_TASK:
+				f->task(f->task_arg);
+				f->ok = 1;
 				finished = 1;
 				break;
 			}

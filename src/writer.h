@@ -27,6 +27,7 @@ struct wfile_spec {
 	enum exists_policy policy;
 	int do_fsync;
 	int hold; /* nothing touches the disk until wfile_release */
+	int hash_first; /* never name early: wfile_sha256 is set at PREPARED */
 };
 
 /* Start nthreads workers writing below the directory rootfd (not taken). */
@@ -86,5 +87,26 @@ const char *wfile_error(struct wfile *);
 int wfile_skipped(struct wfile *);
 /* Bytes in the .part file after a suspend or probe. */
 unsigned long long wfile_size(struct wfile *);
+/*
+ * The body's SHA-256 in hex once all of it is written: at WFILE_PREPARED
+ * for a file opened with hash_first, else at WFILE_DONE. NULL before.
+ */
+const char *wfile_sha256(struct wfile *);
+/* After PREPARED: rename to relpath instead (another directory is fine). */
+void wfile_rename_to(struct wfile *, const char *relpath);
+/*
+ * After PREPARED: if path (relative to the root) is a regular file of the
+ * same size, remove the .part (wfile_duplicate then says so); else rename
+ * as wfile_rename would. Then WFILE_DONE.
+ */
+void wfile_dedup(struct wfile *, const char *path);
+/* After WFILE_DONE: whether wfile_dedup dropped the file. */
+int wfile_duplicate(struct wfile *);
+/*
+ * Run work(warg) on a worker thread, off the loop; then WFILE_DONE on the
+ * loop thread. work must touch nothing but warg.
+ */
+struct wfile *wfile_task(struct writer *, void (*work)(void *), void *warg,
+    wfile_cb, void *arg);
 
 #endif
