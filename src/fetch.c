@@ -74,6 +74,19 @@ struct transfer {
 	int closing; /* commit, suspend or abort sent to the writer */
 	int deferred; /* on the deferred list */
 	int hold; /* the file waits for fetch_release */
+	int hash_first;
+	int conditional; /* sent If-None-Match or If-Modified-Since */
+	int not_modified; /* and got 304 */
+	int duplicate;
+	char *sha256;
+
+	/* A page's body, in memory. */
+	int page;
+	int page_is_image;
+	long long max_body;
+	char *body;
+	size_t body_len;
+	size_t body_cap;
 	TAILQ_ENTRY(transfer) entry;
 	TAILQ_ENTRY(transfer) defer_entry;
 };
@@ -419,6 +432,7 @@ transfer_put_easy(struct transfer *t)
 		curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, NULL);
 		curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, NULL);
 		curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, NULL);
+		curl_easy_setopt(t->easy, CURLOPT_REFERER, NULL);
 		fe->idle[fe->nidle++] = t->easy;
 	} else
 		curl_easy_cleanup(t->easy);
@@ -441,6 +455,8 @@ transfer_free(struct transfer *t)
 	free(t->etag);
 	free(t->last_modified);
 	free(t->error);
+	free(t->sha256);
+	free(t->body);
 	free(t);
 }
 
@@ -526,6 +542,20 @@ transfer_finish(struct transfer *t, int ok, const char *path, int skipped)
 			    : t->validator;
 		}
 		res.retry_after = t->retry_after;
+		res.not_modified = t->not_modified;
+		res.etag = t->etag;
+		res.last_modified = t->last_modified;
+		res.sha256 = t->sha256;
+		res.duplicate = t->duplicate;
+		if (t->page) {
+			curl_easy_getinfo(
+			    t->easy, CURLINFO_CONTENT_TYPE, &res.content_type);
+			curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL,
+			    &res.effective_url);
+			res.body = t->body;
+			res.body_len = t->body_len;
+			res.page_is_image = t->page_is_image;
+		}
 		t->ops->done(t->arg, &res);
 	}
 	transfer_free(t);
@@ -698,6 +728,7 @@ transfer_open_file(struct transfer *t)
 	spec.policy = cfg->on_exists;
 	spec.do_fsync = cfg->fsync;
 	spec.hold = t->hold;
+	spec.hash_first = t->hash_first;
 	t->file = wfile_open(t->fetcher->writer, &spec, transfer_file_cb, t);
 	free(path);
 	if (t->file == NULL) {
@@ -753,6 +784,85 @@ transfer_begin_file(struct transfer *t)
 	return 0;
 }
 
+/* Whether a Content-Type is that of an HTML page. */
+static int
+fetch_type_is_html(const char *type)
+{
+	size_t n;
+
+	if (type == NULL)
+		return 0;
+	type += strspn(type, " \t");
+	n = strcspn(type, "; \t");
+	return (n == 9 && strncasecmp(type, "text/html", 9) == 0) ||
+	    (n == 21 && strncasecmp(type, "application/xhtml+xml", 21) == 0);
+}
+
+/* Check a page's status and type when its body starts. */
+static int
+transfer_check_page(struct transfer *t)
+{
+	char *type = NULL;
+	curl_off_t cl;
+
+	curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &t->status);
+	if (t->status < 200 || t->status >= 300) {
+		transfer_fail(t, 0, "HTTP status %ld", t->status);
+		return -1;
+	}
+	curl_easy_getinfo(t->easy, CURLINFO_CONTENT_TYPE, &type);
+	if (type != NULL && strncasecmp(type, "image/", 6) == 0) {
+		/* Not a page but a picture: the owner fetches it as one. */
+		t->page_is_image = 1;
+		return -1;
+	}
+	if (type != NULL && !fetch_type_is_html(type)) {
+		transfer_fail(t, 1,
+		    "not an HTML page: Content-Type \"%.100s\"", type);
+		return -1;
+	}
+	if (curl_easy_getinfo(
+		t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK &&
+	    cl > t->max_body) {
+		transfer_fail(t, 1,
+		    "page larger than max_page_size (%lld bytes): "
+		    "Content-Length %lld",
+		    t->max_body, (long long)cl);
+		return -1;
+	}
+	return 0;
+}
+
+/* A page's body bytes: kept in memory up to max_body. */
+static size_t
+transfer_page_write(struct transfer *t, const char *data, size_t len)
+{
+	size_t cap;
+
+	if (!t->status_checked) {
+		t->status_checked = 1;
+		if (transfer_check_page(t) == -1)
+			return 0;
+	}
+	if ((long long)(t->body_len + len) > t->max_body) {
+		transfer_fail(t, 1, "page larger than max_page_size (%lld bytes)",
+		    t->max_body);
+		return 0;
+	}
+	if (t->body_len + len + 1 > t->body_cap) {
+		cap = t->body_cap == 0 ? 65536 : t->body_cap;
+		while (cap < t->body_len + len + 1)
+			cap *= 2;
+		t->body = xrealloc(t->body, cap);
+		t->body_cap = cap;
+	}
+	memcpy(t->body + t->body_len, data, len);
+	t->body_len += len;
+	t->body[t->body_len] = '\0';
+	t->bytes += len;
+	return len;
+}
+
 /* libcurl: body bytes arrived. */
 static size_t
 transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
@@ -761,8 +871,11 @@ transfer_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	const struct config *cfg = t->fetcher->cfg;
 	size_t len = size * nmemb, n = 0;
 
-	if (t->ops == NULL || t->closing || t->error != NULL)
+	if (t->ops == NULL || t->closing || t->error != NULL ||
+	    t->page_is_image)
 		return 0;
+	if (t->page)
+		return transfer_page_write(t, data, len);
 	/* Before the file opens, the head is not yet counted in bytes. */
 	if (cfg->max_item_size > 0 &&
 	    t->offset + t->bytes + (t->checked ? 0 : t->headlen) + len >
@@ -844,6 +957,32 @@ transfer_curl_done(struct transfer *t, CURLcode result)
 	if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK &&
 	    ra > 0)
 		t->retry_after = (long)ra;
+	if (result == CURLE_OK && t->status == 304 && t->conditional) {
+		/* Unchanged since the cached fetch: nothing to write. */
+		t->not_modified = 1;
+		transfer_finish(t, 1, NULL, 0);
+		return;
+	}
+	if (t->page) {
+		if (t->page_is_image)
+			transfer_finish(t, 1, NULL, 0);
+		else if (result == CURLE_OK && !t->status_checked &&
+		    transfer_check_page(t) == -1 && t->page_is_image)
+			transfer_finish(t, 1, NULL, 0);
+		else if (result == CURLE_OK && t->error == NULL)
+			transfer_finish(t, 1, NULL, 0);
+		else {
+			if (t->error == NULL && result == CURLE_HTTP_RETURNED_ERROR)
+				transfer_fail(t, !transfer_transient(result, t->status),
+				    "HTTP status %ld", t->status);
+			else if (t->error == NULL)
+				transfer_fail(t, !transfer_transient(result, t->status),
+				    "%s", t->errbuf[0] != '\0' ? t->errbuf
+						 : curl_easy_strerror(result));
+			transfer_finish(t, 0, NULL, 0);
+		}
+		return;
+	}
 	if (result != CURLE_OK) {
 		if (result == CURLE_HTTP_RETURNED_ERROR && t->status == 416 &&
 		    t->want_offset > 0) {
@@ -930,6 +1069,10 @@ transfer_file_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		}
 		free(t->path);
 		t->path = xstrdup(wfile_path(f));
+		if (wfile_sha256(f) != NULL) {
+			free(t->sha256);
+			t->sha256 = xstrdup(wfile_sha256(f));
+		}
 		if (t->ops->prepared != NULL)
 			t->ops->prepared(
 			    t->arg, t, wfile_path(f), wfile_part(f));
@@ -938,6 +1081,9 @@ transfer_file_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		break;
 	case WFILE_DONE:
 		t->file = NULL;
+		if (wfile_sha256(f) != NULL && t->sha256 == NULL)
+			t->sha256 = xstrdup(wfile_sha256(f));
+		t->duplicate = wfile_duplicate(f);
 		if (t->error != NULL && wfile_ok(f) == 0 && t->keep_part &&
 		    t->ops != NULL) {
 			/* Suspended: hand the .part to the owner for a resume. */
@@ -979,6 +1125,9 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	t->size = -1;
 	t->range_start = -1;
 	t->hold = req->hold;
+	t->hash_first = req->hash_first;
+	t->page = req->page;
+	t->max_body = req->max_body > 0 ? req->max_body : PAGE_SIZE_DEFAULT;
 	t->easy = fetch_easy_get(fe);
 	t->easy_gen = fe->gen;
 	for (i = 0; i < cfg->nheaders; i++)
@@ -999,8 +1148,23 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 		free(ifrange);
 	}
 
+	if (rangep == NULL && req->if_none_match != NULL) {
+		xasprintf(&ifrange, "If-None-Match: %s", req->if_none_match);
+		t->headers = curl_slist_append(t->headers, ifrange);
+		free(ifrange);
+		t->conditional = 1;
+	}
+	if (rangep == NULL && req->if_modified_since != NULL) {
+		xasprintf(
+		    &ifrange, "If-Modified-Since: %s", req->if_modified_since);
+		t->headers = curl_slist_append(t->headers, ifrange);
+		free(ifrange);
+		t->conditional = 1;
+	}
+
 	/* Every option that differs between transfers, each time. */
 	curl_easy_setopt(t->easy, CURLOPT_URL, req->url);
+	curl_easy_setopt(t->easy, CURLOPT_REFERER, req->referer);
 	curl_easy_setopt(t->easy, CURLOPT_RANGE, rangep);
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
@@ -1038,6 +1202,51 @@ fetch_commit(struct transfer *t)
 		wfile_abort(t->file);
 	else
 		wfile_rename(t->file);
+}
+
+/* After ops->prepared: rename to another path, unless cancelled. */
+void
+fetch_commit_as(struct transfer *t, const char *relpath)
+{
+	if (t->file == NULL)
+		return;
+	if (t->ops == NULL)
+		wfile_abort(t->file);
+	else
+		wfile_rename_to(t->file, relpath);
+}
+
+/* After ops->prepared: drop a copy of path, or rename. */
+void
+fetch_dedup(struct transfer *t, const char *path)
+{
+	if (t->file == NULL)
+		return;
+	if (t->ops == NULL)
+		wfile_abort(t->file);
+	else
+		wfile_dedup(t->file, path);
+}
+
+/* The digest known at prepared, or NULL. */
+const char *
+transfer_sha256(const struct transfer *t)
+{
+	return t->sha256;
+}
+
+/* Take a page's body out of a result. */
+char *
+fetch_take_body(const struct fetch_result *res)
+{
+	char *p;
+
+	/* The body belongs to the transfer, which is freed after done. */
+	if (res->body == NULL)
+		return NULL;
+	p = xmalloc(res->body_len + 1);
+	memcpy(p, res->body, res->body_len + 1);
+	return p;
 }
 
 /* Let the transfer's file reach the disk, now or once it is opened. */

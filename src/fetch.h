@@ -19,6 +19,16 @@ struct fetch_request {
 	unsigned long long offset; /* bytes in the .part */
 	const char *validator; /* ETag or Last-Modified, for If-Range */
 	int hold; /* keep the body off the disk until fetch_release */
+	const char *referer; /* Referer header, or NULL */
+	const char *if_none_match; /* conditional request, or NULL */
+	const char *if_modified_since;
+	int hash_first; /* the digest is known at prepared (writer.h) */
+	/*
+	 * A page: its body is kept in memory (at most max_body bytes) for
+	 * the owner, never written; no image checks.
+	 */
+	int page;
+	long long max_body;
 };
 
 struct fetch_result {
@@ -34,6 +44,17 @@ struct fetch_result {
 	const char *part; /* when !ok: a kept .part to resume, or NULL */
 	unsigned long long part_size;
 	const char *validator; /* for If-Range with that .part */
+	int not_modified; /* 304 to a conditional request: no body */
+	const char *etag; /* of the response, or NULL */
+	const char *last_modified;
+	const char *sha256; /* of the file in place (hex), when known */
+	int duplicate; /* dropped as a copy of path (fetch_dedup) */
+	/* A page: */
+	const char *body; /* the body (NUL-terminated), owner may take it */
+	size_t body_len;
+	const char *content_type;
+	const char *effective_url; /* after redirects */
+	int page_is_image; /* the "page" is an image: nothing kept */
 };
 
 struct transfer_ops {
@@ -83,6 +104,14 @@ struct transfer *fetch_start(struct fetcher *, const struct fetch_request *,
     const struct transfer_ops *, void *arg);
 /* After ops->prepared: rename the file into place. */
 void fetch_commit(struct transfer *);
+/* After ops->prepared: rename it to relpath instead. */
+void fetch_commit_as(struct transfer *, const char *relpath);
+/* After ops->prepared: drop it if path holds the same bytes, else rename. */
+void fetch_dedup(struct transfer *, const char *path);
+/* At ops->prepared of a hash_first transfer: the body's SHA-256 (hex). */
+const char *transfer_sha256(const struct transfer *);
+/* Take a finished page's body (from fetch_result.body); caller frees. */
+char *fetch_take_body(const struct fetch_result *);
 /* Let a transfer started with hold write its file. */
 void fetch_release(struct transfer *);
 /* Stop a transfer; its owner hears nothing more and its .part goes away. */
