@@ -409,7 +409,7 @@ events {{
 }}
 http {{
     log_format itest '$request_method $uri $status $body_bytes_sent '
-                     '$connection $server_protocol';
+                     '$connection $server_protocol $http_referer';
     access_log {dir}/access.log itest;
     client_body_temp_path {dir}/tmp/body;
     proxy_temp_path {dir}/tmp/proxy;
@@ -441,8 +441,8 @@ class Nginx:
     installed. tls is a dict with "cert" and "key" (PEM paths) and optionally
     "client_ca" (then a client certificate is required). extra is more
     server-block configuration (locations, return, add_header). Every
-    request is logged as "METHOD URI STATUS BODY_BYTES CONNECTION PROTOCOL";
-    .requests() parses that log.
+    request is logged as "METHOD URI STATUS BODY_BYTES CONNECTION PROTOCOL
+    REFERER"; .requests() parses that log.
     """
 
     def __init__(self, www, tls=None, http2=False, extra=""):
@@ -521,7 +521,7 @@ class Nginx:
     def requests(self):
         """The access log so far: a list of dicts with method, uri, status,
         bytes (body bytes sent), connection (nginx's connection serial
-        number) and protocol."""
+        number), protocol and referer (None without one)."""
         out = []
         path = os.path.join(self.dir, "access.log")
         if not os.path.exists(path):
@@ -529,11 +529,12 @@ class Nginx:
         with open(path) as f:
             for line in f:
                 p = line.split()
-                if len(p) != 6:
+                if len(p) != 7:
                     continue
                 out.append({"method": p[0], "uri": p[1], "status": int(p[2]),
                             "bytes": int(p[3]), "connection": int(p[4]),
-                            "protocol": p[5]})
+                            "protocol": p[5],
+                            "referer": None if p[6] == "-" else p[6]})
         return out
 
     def clear_log(self):
