@@ -101,6 +101,12 @@ struct job {
 	char *name;
 	char **headers;
 	size_t nheaders;
+	/* Network options of the job (request.h); -1 or NULL: the config's. */
+	long timeout;
+	int retries;
+	char *proxy;
+	char *no_proxy;
+	char *user_agent;
 	struct item *items;
 	size_t nitems;
 	struct item_queue runq;
@@ -258,6 +264,9 @@ job_free(struct job *j)
 	for (i = 0; i < j->nheaders; i++)
 		free(j->headers[i]);
 	free(j->headers);
+	free(j->proxy);
+	free(j->no_proxy);
+	free(j->user_agent);
 	free(j->items);
 	free(j->dir);
 	free(j->name);
@@ -408,6 +417,55 @@ item_listed(const struct item *it, enum job_items which)
 }
 
 /*
+ * Add the job's own network options to o; shown, the proxy loses its user
+ * and password (they stay in the store, which only the daemon reads).
+ */
+static void
+job_network_json(struct job *j, json_t *o, int shown)
+{
+	char *p;
+
+	if (j->timeout > 0)
+		json_object_set_new(
+		    o, "timeout", json_integer((json_int_t)j->timeout));
+	if (j->retries >= 0)
+		json_object_set_new(o, "retries", json_integer(j->retries));
+	if (j->proxy != NULL && shown) {
+		p = request_proxy_redacted(j->proxy);
+		json_object_set_new(o, "proxy", json_string(p));
+		free(p);
+	} else if (j->proxy != NULL)
+		json_object_set_new(o, "proxy", json_string(j->proxy));
+	if (j->no_proxy != NULL)
+		json_object_set_new(o, "no_proxy", json_string(j->no_proxy));
+	if (j->user_agent != NULL)
+		json_object_set_new(
+		    o, "user_agent", json_string(j->user_agent));
+}
+
+/* Take the job's network options from its stored options object. */
+static void
+job_network_load(struct job *j, json_t *o)
+{
+	json_t *v;
+
+	if ((v = json_object_get(o, "timeout")) != NULL && json_is_integer(v) &&
+	    json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= NET_TIMEOUT_MAX)
+		j->timeout = (long)json_integer_value(v);
+	if ((v = json_object_get(o, "retries")) != NULL && json_is_integer(v) &&
+	    json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= NET_RETRIES_MAX)
+		j->retries = (int)json_integer_value(v);
+	if ((v = json_object_get(o, "proxy")) != NULL && json_is_string(v))
+		j->proxy = xstrdup(json_string_value(v));
+	if ((v = json_object_get(o, "no_proxy")) != NULL && json_is_string(v))
+		j->no_proxy = xstrdup(json_string_value(v));
+	if ((v = json_object_get(o, "user_agent")) != NULL && json_is_string(v))
+		j->user_agent = xstrdup(json_string_value(v));
+}
+
+/*
  * The job as JSON with the items asked for: all, only the failed or
  * cancelled ones, or none (no "items" member).
  */
@@ -438,6 +496,7 @@ job_json(struct job *j, enum job_items which)
 	    o, "dir", json_string(j->dir != NULL ? j->dir : ""));
 	json_object_set_new(o, "name",
 	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
+	job_network_json(j, o, 1);
 	if (which == JOB_ITEMS_NONE)
 		return o;
 	items = json_array();
@@ -771,7 +830,8 @@ item_done(void *arg, const struct fetch_result *res)
 		it->bytes = it->part_size;
 		item_set_state(it, ITEM_QUEUED);
 		item_store(it, STORE_ITEM_QUEUED);
-	} else if (res->retryable && it->attempts <= js->cfg->retries) {
+	} else if (res->retryable &&
+	    it->attempts <= (j->retries >= 0 ? j->retries : js->cfg->retries)) {
 		it->error = xstrdup(res->error);
 		it->bytes = it->part_size;
 		item_set_state(it, ITEM_QUEUED);
@@ -852,6 +912,10 @@ item_start(struct item *it)
 	req.validator = it->validator;
 	/* Until the store has the job, no file of it may reach the disk. */
 	req.hold = !j->stored;
+	req.timeout = j->timeout;
+	req.proxy = j->proxy;
+	req.no_proxy = j->no_proxy;
+	req.user_agent = j->user_agent;
 	item_set_transfer(
 	    it, fetch_start(j->jobs->fetcher, &req, &item_ops, it));
 	if (it->transfer != NULL) {
@@ -910,6 +974,7 @@ job_new(struct jobs *js, unsigned long long id, size_t nitems)
 	j->jobs = js;
 	j->id = id;
 	j->state = JOB_QUEUED;
+	j->retries = -1;
 	TAILQ_INIT(&j->watches);
 	TAILQ_INIT(&j->runq);
 	TAILQ_INIT(&j->inflight);
@@ -967,6 +1032,7 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	struct store_item *sitems;
 	struct store_job sj;
 	struct job *j;
+	json_t *opts;
 	size_t i, pending;
 
 	pending = js->count[ITEM_QUEUED] + js->count[ITEM_ACTIVE];
@@ -989,6 +1055,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	j->name = req->name;
 	j->headers = req->headers;
 	j->nheaders = req->nheaders;
+	j->timeout = req->timeout > 0 ? req->timeout : 0;
+	j->retries = req->retries;
+	j->proxy = req->proxy;
+	j->no_proxy = req->no_proxy;
+	j->user_agent = req->user_agent;
+	req->proxy = req->no_proxy = req->user_agent = NULL;
 	j->accept_cb = cb;
 	j->accept_arg = arg;
 	for (i = 0; i < req->nurls; i++) {
@@ -1024,9 +1096,16 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	sj.name = j->name;
 	sj.headers = j->headers;
 	sj.nheaders = j->nheaders;
+	opts = json_object();
+	job_network_json(j, opts, 0);
+	sj.options = json_object_size(opts) > 0
+	    ? json_dumps(opts, JSON_COMPACT | JSON_SORT_KEYS)
+	    : NULL;
+	json_decref(opts);
 	sj.items = sitems;
 	sj.nitems = j->nitems;
 	store_add_job(js->store, &sj, job_stored, j);
+	free((char *)sj.options);
 	free(sitems);
 	/*
 	 * The network need not wait for the commit: transfers start now and
@@ -1195,6 +1274,7 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	const struct store_item *si;
 	struct item *it;
 	struct job *j;
+	json_t *opts;
 	size_t i;
 
 	j = job_new(js, sj->id, sj->nitems);
@@ -1203,6 +1283,11 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	j->dir = sj->dir != NULL ? xstrdup(sj->dir) : NULL;
 	j->name = sj->name != NULL ? xstrdup(sj->name) : NULL;
 	j->stored = 1;
+	if (sj->options != NULL &&
+	    (opts = json_loads(sj->options, 0, NULL)) != NULL) {
+		job_network_load(j, opts);
+		json_decref(opts);
+	}
 	if (sj->nheaders > 0) {
 		j->headers = xcalloc(sj->nheaders, sizeof *j->headers);
 		for (i = 0; i < sj->nheaders; i++)
