@@ -8,6 +8,7 @@ config's caps, kept across a restart.
 
 Every server listens on 127.0.0.1; every wait is bounded."""
 
+import json
 import os
 import shutil
 import signal
@@ -641,8 +642,8 @@ def test_job_options_survive_restart():
     jid = job["id"]
 
     def keyed():
-        status, body = O._get("GET", "/keys/" + k)
-        import json
+        """Requests the origin got with key=k."""
+        _status, body = O._get("GET", "/keys/" + k)
         return json.loads(body)["requests"]
     harness.wait_for(lambda: keyed() >= 1, 10, what="the first attempt")
     harness.wait_for(lambda: d.job(jid)["items"][0].get("retry_at"), 10,
