@@ -337,6 +337,10 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 		    type);
 		return;
 	}
+	if (rc == 0 && request_check_limits(&jr, api->cfg, &cause) != 0) {
+		request_finish(&jr);
+		rc = -1;
+	}
 	if (rc == -1) {
 		api_error(
 		    req, 400, "%s", cause != NULL ? cause : "bad request");

@@ -43,7 +43,10 @@ enum config_kind {
 	CONFIG_LEVEL,
 	CONFIG_EXISTS,
 	CONFIG_HEADERS,
-	CONFIG_TYPES
+	CONFIG_TYPES,
+	CONFIG_FILE, /* "" or an absolute path */
+	CONFIG_PROXY, /* "" or a proxy URL */
+	CONFIG_NOPROXY
 };
 
 /* The C type of an integer field. */
@@ -125,6 +128,26 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(cache_max_entries, CONFIG_LONG) },
 	{ "max_page_size", CONFIG_INTEGER, 1, PAGE_SIZE_MAX,
 	    CONFIG_FIELD(max_page_size, CONFIG_LLONG) },
+	{ "ca_file", CONFIG_FILE, 0, PATH_MAX - 1,
+	    CONFIG_FIELD(ca_file, CONFIG_OTHER) },
+	{ "ca_path", CONFIG_FILE, 0, PATH_MAX - 1,
+	    CONFIG_FIELD(ca_path, CONFIG_OTHER) },
+	{ "client_cert", CONFIG_FILE, 0, PATH_MAX - 1,
+	    CONFIG_FIELD(client_cert, CONFIG_OTHER) },
+	{ "client_key", CONFIG_FILE, 0, PATH_MAX - 1,
+	    CONFIG_FIELD(client_key, CONFIG_OTHER) },
+	{ "proxy", CONFIG_PROXY, 0, URL_MAX_BYTES,
+	    CONFIG_FIELD(proxy, CONFIG_OTHER) },
+	{ "no_proxy", CONFIG_NOPROXY, 0, NO_PROXY_MAX_BYTES,
+	    CONFIG_FIELD(no_proxy, CONFIG_OTHER) },
+	{ "netrc_file", CONFIG_FILE, 0, PATH_MAX - 1,
+	    CONFIG_FIELD(netrc_file, CONFIG_OTHER) },
+	{ "max_job_timeout", CONFIG_INTEGER, 1, NET_TIMEOUT_MAX,
+	    CONFIG_FIELD(max_job_timeout, CONFIG_LONG) },
+	{ "max_job_retries", CONFIG_INTEGER, 0, NET_RETRIES_MAX,
+	    CONFIG_FIELD(max_job_retries, CONFIG_INT) },
+	{ "allow_job_proxy", CONFIG_BOOLEAN, 0, 1,
+	    CONFIG_FIELD(allow_job_proxy, CONFIG_INT) },
 	{ "max_api_connections", CONFIG_INTEGER, 1, 100000,
 	    CONFIG_FIELD(max_api_connections, CONFIG_INT) },
 	{ "api_idle_timeout", CONFIG_INTEGER, 1, 86400,
@@ -200,6 +223,16 @@ config_init(struct config *cfg)
 	cfg->dedup = 0;
 	cfg->cache_max_entries = CACHE_MAX_ENTRIES_DEFAULT;
 	cfg->max_page_size = PAGE_SIZE_DEFAULT;
+	cfg->ca_file = xstrdup("");
+	cfg->ca_path = xstrdup("");
+	cfg->client_cert = xstrdup("");
+	cfg->client_key = xstrdup("");
+	cfg->proxy = xstrdup("");
+	cfg->no_proxy = xstrdup("");
+	cfg->netrc_file = xstrdup("");
+	cfg->max_job_timeout = 3600;
+	cfg->max_job_retries = 10;
+	cfg->allow_job_proxy = 0;
 	cfg->max_api_connections = 128;
 	cfg->api_idle_timeout = 60;
 }
@@ -223,6 +256,13 @@ config_finish(struct config *cfg)
 	free(cfg->download_dir);
 	free(cfg->user_agent);
 	free(cfg->state_dir);
+	free(cfg->ca_file);
+	free(cfg->ca_path);
+	free(cfg->client_cert);
+	free(cfg->client_key);
+	free(cfg->proxy);
+	free(cfg->no_proxy);
+	free(cfg->netrc_file);
 	config_free_headers(cfg->headers, cfg->nheaders);
 	config_free_headers(cfg->allowed_types, cfg->nallowed_types);
 	memset(cfg, 0, sizeof *cfg);
@@ -417,6 +457,39 @@ config_set_string(const struct config_key *key, char **field, const char *value,
 	return 0;
 }
 
+/*
+ * Check a network string: a file is "" or an absolute path (the daemon
+ * runs from /), a proxy "" or a proxy URL, no_proxy a host list.
+ */
+static int
+config_set_net(const struct config_key *key, char **field, const char *value,
+    const char *file, unsigned int line, char **cause)
+{
+	char *why = NULL;
+	int rc = 0;
+
+	if (*value == '\0')
+		return config_set_string(key, field, value, file, line, cause);
+	switch (key->kind) {
+	case CONFIG_FILE:
+		if (*value != '/')
+			xasprintf(&why, "must be an absolute path (or \"\")");
+		break;
+	case CONFIG_PROXY:
+		rc = request_check_proxy(value, &why);
+		break;
+	default:
+		rc = request_check_no_proxy(value, &why);
+		break;
+	}
+	if (rc != 0 || why != NULL) {
+		config_error(cause, file, line, "%s: %s", key->name, why);
+		free(why);
+		return -1;
+	}
+	return config_set_string(key, field, value, file, line, cause);
+}
+
 /* Can this byte be part of a libconfig setting name? */
 static int
 config_is_name_char(char c)
@@ -560,6 +633,10 @@ config_set(struct config *cfg, const struct config_key *key,
 	switch (key->kind) {
 	case CONFIG_STRING:
 		return config_set_string(key, field, str, file, line, cause);
+	case CONFIG_FILE:
+	case CONFIG_PROXY:
+	case CONFIG_NOPROXY:
+		return config_set_net(key, field, str, file, line, cause);
 	case CONFIG_MODE:
 		if ((v = config_parse_mode(str)) == -1) {
 			config_error(cause, file, line,
@@ -721,6 +798,11 @@ config_load(struct config *cfg, const char *path, char **cause)
 		}
 		if (config_set(cfg, key, s, file, inc_text, cause) != 0)
 			goto fail;
+	}
+	if (*cfg->client_key != '\0' && *cfg->client_cert == '\0') {
+		xasprintf(cause, "%s: client_key is set but client_cert is not",
+		    path);
+		goto fail;
 	}
 	rc = 0;
 fail:

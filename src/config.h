@@ -44,6 +44,17 @@ struct config {
 	int dedup; /* dedup: bool, keep each body once */
 	long cache_max_entries; /* cache_max_entries: URL cache size */
 	long long max_page_size; /* max_page_size: bytes of a scraped page */
+	/* The network: TLS, proxies and credentials; "" for none. */
+	char *ca_file; /* ca_file: PEM bundle instead of the system's */
+	char *ca_path; /* ca_path: OpenSSL hashed directory of CAs */
+	char *client_cert; /* client_cert: PEM, for mutual TLS */
+	char *client_key; /* client_key: PEM, unencrypted */
+	char *proxy; /* proxy: URL; "" connects directly */
+	char *no_proxy; /* no_proxy: hosts and domains past the proxy */
+	char *netrc_file; /* netrc_file: credentials by host */
+	long max_job_timeout; /* max_job_timeout: cap of a job's timeout, s */
+	int max_job_retries; /* max_job_retries: cap of a job's retries */
+	int allow_job_proxy; /* allow_job_proxy: bool */
 };
 
 /*

@@ -44,6 +44,12 @@
 #define RELPATH_MAX_BYTES 4000
 /* Longest URL accepted in a job. */
 #define URL_MAX_BYTES 8192
+/* Longest no_proxy list, from the config or a job. */
+#define NO_PROXY_MAX_BYTES 4096
+/* Longest timeout in seconds: libcurl takes at most INT_MAX milliseconds. */
+#define NET_TIMEOUT_MAX 2147483
+/* Most extra attempts of an item, from the config or a job. */
+#define NET_RETRIES_MAX 100
 /* Most URLs in one job and most headers a job may add. */
 #define JOB_MAX_URLS 100000
 #define JOB_MAX_HEADERS 64

@@ -32,6 +32,7 @@
 #include "fetch.h"
 #include "image.h"
 #include "log.h"
+#include "netopt.h"
 #include "writer.h"
 #include "xmalloc.h"
 
@@ -396,13 +397,12 @@ fetch_easy_get(struct fetcher *fe)
 	curl_easy_setopt(easy, CURLOPT_MAXREDIRS, (long)cfg->max_redirects);
 	curl_easy_setopt(easy, CURLOPT_FAILONERROR, 1L);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, cfg->connect_timeout);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT, cfg->timeout);
 	if (cfg->stall_time > 0) {
 		curl_easy_setopt(
 		    easy, CURLOPT_LOW_SPEED_LIMIT, cfg->stall_speed);
 		curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, cfg->stall_time);
 	}
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, cfg->user_agent);
+	netopt_common(easy, cfg);
 	curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, cfg->buffer_size);
 	curl_easy_setopt(
 	    easy, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
@@ -935,6 +935,22 @@ transfer_transient(CURLcode rc, long status)
 	}
 }
 
+/* Fail the transfer with libcurl's result, said as clearly as we can. */
+static void
+transfer_fail_curl(struct transfer *t, CURLcode result)
+{
+	char *msg;
+
+	if ((msg = netopt_error(t->easy, result, t->errbuf)) != NULL) {
+		transfer_fail(
+		    t, !transfer_transient(result, t->status), "%s", msg);
+		free(msg);
+		return;
+	}
+	transfer_fail(t, !transfer_transient(result, t->status), "%s",
+	    t->errbuf[0] != '\0' ? t->errbuf : curl_easy_strerror(result));
+}
+
 /* End the transfer's file: keep it for a resume, or remove it. */
 static void
 transfer_close_file(struct transfer *t)
@@ -976,9 +992,7 @@ transfer_curl_done(struct transfer *t, CURLcode result)
 				transfer_fail(t, !transfer_transient(result, t->status),
 				    "HTTP status %ld", t->status);
 			else if (t->error == NULL)
-				transfer_fail(t, !transfer_transient(result, t->status),
-				    "%s", t->errbuf[0] != '\0' ? t->errbuf
-						 : curl_easy_strerror(result));
+				transfer_fail_curl(t, result);
 			transfer_finish(t, 0, NULL, 0);
 		}
 		return;
@@ -996,10 +1010,7 @@ transfer_curl_done(struct transfer *t, CURLcode result)
 			transfer_fail(t, !transfer_transient(result, t->status),
 			    "HTTP status %ld", t->status);
 		else
-			transfer_fail(t, !transfer_transient(result, t->status),
-			    "%s",
-			    t->errbuf[0] != '\0' ? t->errbuf
-						 : curl_easy_strerror(result));
+			transfer_fail_curl(t, result);
 	} else if (!t->checked) {
 		/* A body shorter than the sniffed head, or none at all. */
 		if (transfer_check_once(t) == 0)
@@ -1171,6 +1182,7 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+	netopt_transfer(t->easy, cfg, req);
 	/*
 	 * Over https, wait for a connection that may multiplex (HTTP/2)
 	 * rather than open another; over plain http there is no HTTP/2 to

@@ -29,6 +29,11 @@ struct fetch_request {
 	 */
 	int page;
 	long long max_body;
+	/* The job's network options: 0 or NULL for the config's. */
+	long timeout; /* seconds */
+	const char *proxy; /* "" for a direct connection */
+	const char *no_proxy;
+	const char *user_agent;
 };
 
 struct fetch_result {

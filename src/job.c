@@ -126,6 +126,12 @@ struct job {
 	char *name;
 	char **headers;
 	size_t nheaders;
+	/* Network options of the job (request.h); -1 or NULL: the config's. */
+	long timeout;
+	int retries;
+	char *proxy;
+	char *no_proxy;
+	char *user_agent;
 	struct item **items;
 	size_t nitems;
 	size_t capitems;
@@ -313,6 +319,9 @@ job_free(struct job *j)
 	for (i = 0; i < j->nslabs; i++)
 		free(j->slabs[i]);
 	free(j->slabs);
+	free(j->proxy);
+	free(j->no_proxy);
+	free(j->user_agent);
 	free(j->items);
 	tdestroy(j->seen, job_seen_free);
 	free(j->dir);
@@ -483,6 +492,55 @@ item_listed(const struct item *it, enum job_items which)
 }
 
 /*
+ * Add the job's own network options to o; shown, the proxy loses its user
+ * and password (they stay in the store, which only the daemon reads).
+ */
+static void
+job_network_json(struct job *j, json_t *o, int shown)
+{
+	char *p;
+
+	if (j->timeout > 0)
+		json_object_set_new(
+		    o, "timeout", json_integer((json_int_t)j->timeout));
+	if (j->retries >= 0)
+		json_object_set_new(o, "retries", json_integer(j->retries));
+	if (j->proxy != NULL && shown) {
+		p = request_proxy_redacted(j->proxy);
+		json_object_set_new(o, "proxy", json_string(p));
+		free(p);
+	} else if (j->proxy != NULL)
+		json_object_set_new(o, "proxy", json_string(j->proxy));
+	if (j->no_proxy != NULL)
+		json_object_set_new(o, "no_proxy", json_string(j->no_proxy));
+	if (j->user_agent != NULL)
+		json_object_set_new(
+		    o, "user_agent", json_string(j->user_agent));
+}
+
+/* Take the job's network options from its stored options object. */
+static void
+job_network_load(struct job *j, json_t *o)
+{
+	json_t *v;
+
+	if ((v = json_object_get(o, "timeout")) != NULL && json_is_integer(v) &&
+	    json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= NET_TIMEOUT_MAX)
+		j->timeout = (long)json_integer_value(v);
+	if ((v = json_object_get(o, "retries")) != NULL && json_is_integer(v) &&
+	    json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= NET_RETRIES_MAX)
+		j->retries = (int)json_integer_value(v);
+	if ((v = json_object_get(o, "proxy")) != NULL && json_is_string(v))
+		j->proxy = xstrdup(json_string_value(v));
+	if ((v = json_object_get(o, "no_proxy")) != NULL && json_is_string(v))
+		j->no_proxy = xstrdup(json_string_value(v));
+	if ((v = json_object_get(o, "user_agent")) != NULL && json_is_string(v))
+		j->user_agent = xstrdup(json_string_value(v));
+}
+
+/*
  * The job as JSON with the items asked for: all, only the failed or
  * cancelled ones, or none (no "items" member).
  */
@@ -513,6 +571,7 @@ job_json(struct job *j, enum job_items which)
 	    o, "dir", json_string(j->dir != NULL ? j->dir : ""));
 	json_object_set_new(o, "name",
 	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
+	job_network_json(j, o, 1);
 	if (which == JOB_ITEMS_NONE)
 		return o;
 	items = json_array();
@@ -1373,7 +1432,8 @@ item_done(void *arg, const struct fetch_result *res)
 		it->bytes = it->part_size;
 		item_set_state(it, ITEM_QUEUED);
 		item_store(it, STORE_ITEM_QUEUED);
-	} else if (res->retryable && it->attempts <= js->cfg->retries) {
+	} else if (res->retryable &&
+	    it->attempts <= (j->retries >= 0 ? j->retries : js->cfg->retries)) {
 		it->error = xstrdup(res->error);
 		it->bytes = it->part_size;
 		item_set_state(it, ITEM_QUEUED);
@@ -1469,6 +1529,10 @@ item_start(struct item *it)
 		req.if_none_match = ce->etag;
 		req.if_modified_since = ce->last_modified;
 	}
+	req.timeout = j->timeout;
+	req.proxy = j->proxy;
+	req.no_proxy = j->no_proxy;
+	req.user_agent = j->user_agent;
 	item_set_transfer(
 	    it, fetch_start(j->jobs->fetcher, &req, &item_ops, it));
 	if (it->transfer != NULL) {
@@ -1555,6 +1619,7 @@ job_new(struct jobs *js, unsigned long long id, size_t nitems)
 	j->jobs = js;
 	j->id = id;
 	j->state = JOB_QUEUED;
+	j->retries = -1;
 	TAILQ_INIT(&j->watches);
 	TAILQ_INIT(&j->runq);
 	TAILQ_INIT(&j->inflight);
@@ -1616,15 +1681,24 @@ static char *
 job_options_json(struct job *j)
 {
 	json_t *o;
-	char *s;
+	char *s = NULL;
 
-	if (!j->if_changed && !j->dedup && !j->same_host &&
-	    j->follow_next == 0 && j->max_page_size == 0)
-		return NULL;
-	o = json_pack("{sbsbsbsisI}", "if_changed", j->if_changed, "dedup",
-	    j->dedup, "same_host", j->same_host, "follow_next", j->follow_next,
-	    "max_page_size", (json_int_t)j->max_page_size);
-	s = json_dumps(o, JSON_COMPACT);
+	o = json_object();
+	job_network_json(j, o, 0);
+	if (j->if_changed)
+		json_object_set_new(o, "if_changed", json_true());
+	if (j->dedup)
+		json_object_set_new(o, "dedup", json_true());
+	if (j->same_host)
+		json_object_set_new(o, "same_host", json_true());
+	if (j->follow_next > 0)
+		json_object_set_new(
+		    o, "follow_next", json_integer(j->follow_next));
+	if (j->max_page_size > 0)
+		json_object_set_new(o, "max_page_size",
+		    json_integer((json_int_t)j->max_page_size));
+	if (json_object_size(o) > 0)
+		s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	return s;
 }
@@ -1696,6 +1770,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	j->name = req->name;
 	j->headers = req->headers;
 	j->nheaders = req->nheaders;
+	j->timeout = req->timeout > 0 ? req->timeout : 0;
+	j->retries = req->retries;
+	j->proxy = req->proxy;
+	j->no_proxy = req->no_proxy;
+	j->user_agent = req->user_agent;
+	req->proxy = req->no_proxy = req->user_agent = NULL;
 	j->accept_cb = cb;
 	j->accept_arg = arg;
 	job_set_options(j, req->if_changed,
@@ -1917,6 +1997,7 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	const struct store_item *si;
 	struct item *it;
 	struct job *j;
+	json_t *opts;
 	size_t i;
 	int scrapes = 0;
 
@@ -1926,6 +2007,11 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	j->dir = sj->dir != NULL ? xstrdup(sj->dir) : NULL;
 	j->name = sj->name != NULL ? xstrdup(sj->name) : NULL;
 	j->stored = 1;
+	if (sj->options != NULL &&
+	    (opts = json_loads(sj->options, 0, NULL)) != NULL) {
+		job_network_load(j, opts);
+		json_decref(opts);
+	}
 	if (sj->nheaders > 0) {
 		j->headers = xcalloc(sj->nheaders, sizeof *j->headers);
 		for (i = 0; i < sj->nheaders; i++)

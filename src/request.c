@@ -11,15 +11,17 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "config.h"
 #include "defs.h"
 #include "log.h"
 #include "path.h"
 #include "request.h"
 #include "xmalloc.h"
 
-static const char *const request_fields[] = { "urls", "dir", "name",
-	"headers", "pages", "if_changed", "dedup", "same_host", "follow_next",
-	"max_page_size" };
+static const char *const request_fields[] = { "urls", "dir", "name", "headers",
+	"pages", "if_changed", "dedup", "same_host", "follow_next",
+	"max_page_size", "timeout", "retries", "proxy", "no_proxy",
+	"user_agent" };
 
 /* Check one URL, with a handle that may have checked others before. */
 static int
@@ -134,6 +136,147 @@ request_check_url(const char *url, char **cause)
 	return rc;
 }
 
+/* Proxy schemes libcurl speaks. */
+static const char *const request_proxy_schemes[] = { "http", "https", "socks4",
+	"socks4a", "socks5", "socks5h" };
+
+/* Check a proxy URL. */
+int
+request_check_proxy(const char *url, char **cause)
+{
+	CURLU *h;
+	CURLUcode uc;
+	char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL;
+	size_t i, len = strlen(url);
+	int rc = -1, known = 0;
+
+	if (len > URL_MAX_BYTES) {
+		xasprintf(cause, "longer than %d bytes", URL_MAX_BYTES);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)url[i] <= 0x20 || url[i] == 0x7f) {
+			xasprintf(cause,
+			    "contains a space or control "
+			    "character");
+			return -1;
+		}
+	}
+	h = request_url_handle();
+	uc = curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
+	if (uc == CURLUE_OK)
+		uc = curl_url_get(h, CURLUPART_SCHEME, &scheme, 0);
+	if (uc == CURLUE_OK)
+		uc = curl_url_get(h, CURLUPART_HOST, &host, 0);
+	if (uc != CURLUE_OK || *host == '\0') {
+		xasprintf(cause,
+		    "not a proxy URL like \"http://host:port\" or "
+		    "\"socks5h://host:port\"");
+		goto fail;
+	}
+	for (i = 0;
+	     i < sizeof request_proxy_schemes / sizeof *request_proxy_schemes;
+	     i++) {
+		if (strcmp(scheme, request_proxy_schemes[i]) == 0)
+			known = 1;
+	}
+	if (!known) {
+		xasprintf(cause,
+		    "scheme \"%.32s\" is not one of http, https, socks4, "
+		    "socks4a, socks5, socks5h",
+		    scheme);
+		goto fail;
+	}
+	curl_url_get(h, CURLUPART_PATH, &path, 0);
+	curl_url_get(h, CURLUPART_QUERY, &query, 0);
+	if ((path != NULL && strcmp(path, "/") != 0) || query != NULL ||
+	    strchr(url, '#') != NULL) {
+		xasprintf(cause,
+		    "a proxy URL has no path, query or fragment "
+		    "(\"%s://host:port\")",
+		    scheme);
+		goto fail;
+	}
+	rc = 0;
+fail:
+	curl_free(query);
+	curl_free(path);
+	curl_free(host);
+	curl_free(scheme);
+	curl_url_cleanup(h);
+	return rc;
+}
+
+/* Check a no_proxy list. */
+int
+request_check_no_proxy(const char *list, char **cause)
+{
+	size_t i, len = strlen(list);
+
+	if (len > NO_PROXY_MAX_BYTES) {
+		xasprintf(cause, "longer than %d bytes", NO_PROXY_MAX_BYTES);
+		return -1;
+	}
+	for (i = 0; i < len; i++) {
+		if ((unsigned char)list[i] < 0x20 || list[i] == 0x7f ||
+		    (unsigned char)list[i] >= 0x80) {
+			xasprintf(cause,
+			    "expected hosts and domains separated by "
+			    "commas, in ASCII");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A proxy URL without user and password; a copy of it if it has none. */
+char *
+request_proxy_redacted(const char *url)
+{
+	CURLU *h;
+	char *out = NULL, *ret;
+
+	h = request_url_handle();
+	if (curl_url_set(h, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) !=
+		CURLUE_OK ||
+	    curl_url_set(h, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
+	    curl_url_set(h, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
+	    curl_url_get(h, CURLUPART_URL, &out, 0) != CURLUE_OK) {
+		curl_url_cleanup(h);
+		return xstrdup(*url == '\0' ? "" : "(unreadable)");
+	}
+	ret = xstrdup(out);
+	curl_free(out);
+	curl_url_cleanup(h);
+	return ret;
+}
+
+/* Check a request's network options against the config's caps. */
+int
+request_check_limits(
+    const struct job_request *req, const struct config *cfg, char **cause)
+{
+	if (req->timeout > cfg->max_job_timeout) {
+		xasprintf(cause, "timeout: %ld is over max_job_timeout (%ld)",
+		    req->timeout, cfg->max_job_timeout);
+		return -1;
+	}
+	if (req->retries > cfg->max_job_retries) {
+		xasprintf(cause, "retries: %d is over max_job_retries (%d)",
+		    req->retries, cfg->max_job_retries);
+		return -1;
+	}
+	if ((req->proxy != NULL || req->no_proxy != NULL) &&
+	    !cfg->allow_job_proxy) {
+		xasprintf(cause,
+		    "%s: a job may not choose its proxy "
+		    "(allow_job_proxy is false)",
+		    req->proxy != NULL ? "proxy" : "no_proxy");
+		return -1;
+	}
+	return 0;
+}
+
 /* Is this byte allowed in an RFC 7230 token? */
 static int
 request_is_tchar(char c)
@@ -229,6 +372,9 @@ request_finish(struct job_request *req)
 	free(req->headers);
 	free(req->dir);
 	free(req->name);
+	free(req->proxy);
+	free(req->no_proxy);
+	free(req->user_agent);
 	memset(req, 0, sizeof *req);
 }
 
@@ -241,6 +387,8 @@ request_init_options(struct job_request *req)
 	req->same_host = 0;
 	req->follow_next = 0;
 	req->max_page_size = 0;
+	req->timeout = -1;
+	req->retries = -1;
 }
 
 /* Take an array of URLs ("urls" or "pages") of a JSON request. */
@@ -426,6 +574,60 @@ request_json_options(struct job_request *r, json_t *root, char **cause)
 	return 0;
 }
 
+/* Take the network options of a JSON request: timeout, proxy, ... */
+static int
+request_json_network(struct job_request *r, json_t *root, char **cause)
+{
+	long long n;
+	const char *s;
+	char *why;
+	json_t *v;
+
+	n = r->timeout;
+	if (request_json_int(root, "timeout", 1, NET_TIMEOUT_MAX, &n, cause) !=
+	    0)
+		return -1;
+	r->timeout = (long)n;
+	n = r->retries;
+	if (request_json_int(root, "retries", 0, NET_RETRIES_MAX, &n, cause) !=
+	    0)
+		return -1;
+	r->retries = (int)n;
+	if ((v = json_object_get(root, "proxy")) != NULL && !json_is_null(v)) {
+		if ((s = request_json_string(v, "proxy", cause)) == NULL)
+			return -1;
+		if (*s != '\0' && request_check_proxy(s, &why) != 0) {
+			xasprintf(cause, "proxy: %s", why);
+			free(why);
+			return -1;
+		}
+		r->proxy = xstrdup(s);
+	}
+	if ((v = json_object_get(root, "no_proxy")) != NULL &&
+	    !json_is_null(v)) {
+		if ((s = request_json_string(v, "no_proxy", cause)) == NULL)
+			return -1;
+		if (request_check_no_proxy(s, &why) != 0) {
+			xasprintf(cause, "no_proxy: %s", why);
+			free(why);
+			return -1;
+		}
+		r->no_proxy = xstrdup(s);
+	}
+	if ((v = json_object_get(root, "user_agent")) != NULL &&
+	    !json_is_null(v)) {
+		if ((s = request_json_string(v, "user_agent", cause)) == NULL)
+			return -1;
+		if (request_check_header("User-Agent", s, &why) != 0) {
+			xasprintf(cause, "user_agent: %s", why);
+			free(why);
+			return -1;
+		}
+		r->user_agent = xstrdup(s);
+	}
+	return 0;
+}
+
 /* Parse a JSON job submission. */
 int
 request_parse_json(
@@ -500,7 +702,8 @@ request_parse_json(
 		    JOB_MAX_URLS);
 		goto fail;
 	}
-	if (request_json_options(&r, root, cause) != 0)
+	if (request_json_options(&r, root, cause) != 0 ||
+	    request_json_network(&r, root, cause) != 0)
 		goto fail;
 	if ((v = json_object_get(root, "dir")) != NULL && !json_is_null(v)) {
 		if ((s = request_json_string(v, "dir", cause)) == NULL)

@@ -18,12 +18,20 @@ struct job_request {
 	int same_host; /* keep only images on a page's own host */
 	int follow_next; /* pages reached through rel="next" to scrape too */
 	long long max_page_size; /* bytes, 0 for the config's */
+	/* Network options; -1 or NULL for the config's (request_limit). */
+	long timeout; /* seconds per item */
+	int retries; /* extra attempts */
+	char *proxy; /* checked proxy URL, "" for a direct connection */
+	char *no_proxy; /* hosts that bypass the proxy */
+	char *user_agent; /* checked User-Agent */
 };
 
 /*
  * Parse {"urls": [...], "pages": [...], "dir": "...", "name": "...",
  * "headers": {...}, "if_changed", "dedup", "same_host": bool,
- * "follow_next": N, "max_page_size": bytes}; urls or pages or both.
+ * "follow_next": N, "max_page_size": bytes, "timeout": s, "retries": N,
+ * "proxy": URL, "no_proxy": hosts, "user_agent": string}; urls or pages
+ * or both.
  * Unknown fields, wrong types, bad URLs (message gives the index), unsafe
  * dir/name and bad headers are refused: -1 with *cause set (caller frees),
  * the request left empty. On success the request owns its strings. The
@@ -43,6 +51,26 @@ int request_parse_urilist(struct job_request *, const char *body, size_t len,
 
 /* Check one URL: absolute, http or https, with a host. */
 int request_check_url(const char *url, char **cause);
+
+/*
+ * Check a proxy URL: "scheme://host[:port]" with a scheme libcurl speaks to
+ * proxies (http, https, socks4, socks4a, socks5, socks5h), user and
+ * password allowed, nothing after the port but "/".
+ */
+int request_check_proxy(const char *url, char **cause);
+/* Check a no_proxy list: "*" or comma-separated hosts and domains. */
+int request_check_no_proxy(const char *list, char **cause);
+/* A copy of a proxy URL without its user and password, to show. */
+char *request_proxy_redacted(const char *url);
+
+struct config;
+/*
+ * Check a parsed request's network options against the config's caps
+ * (max_job_timeout, max_job_retries, allow_job_proxy): -1 with *cause
+ * naming the field and the cap.
+ */
+int request_check_limits(
+    const struct job_request *, const struct config *, char **cause);
 
 /* Longest "Name: value" header accepted from a job or the config. */
 #define REQUEST_HEADER_MAX_BYTES 8192

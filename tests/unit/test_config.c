@@ -34,6 +34,19 @@ check_defaults(const struct config *c, const char *file, int line)
 	    c->workers, c->user_agent ? c->user_agent : "(null)");
 }
 
+/* Check the network settings hold their built-in defaults. */
+static void
+check_network_defaults(const struct config *c, const char *file, int line)
+{
+	check_at(same(c->ca_file, "") && same(c->ca_path, "") &&
+		same(c->client_cert, "") && same(c->client_key, "") &&
+		same(c->proxy, "") && same(c->no_proxy, "") &&
+		same(c->netrc_file, "") && c->max_job_timeout == 3600 &&
+		c->max_job_retries == 10 && c->allow_job_proxy == 0,
+	    file, line, "network settings not the defaults (proxy \"%s\")",
+	    c->proxy ? c->proxy : "(null)");
+}
+
 /* config_init, config_finish and config_exists_name. */
 static void
 test_defaults(void)
@@ -56,6 +69,7 @@ test_defaults(void)
 	config_init(&c);
 	CHECK_STR(c.socket_path, "imgfetchd.sock");
 	check_defaults(&c, __FILE__, __LINE__);
+	check_network_defaults(&c, __FILE__, __LINE__);
 	config_finish(&c);
 
 	CHECK_STR(config_exists_name(EXISTS_SUFFIX), "suffix");
@@ -88,6 +102,7 @@ test_bundled(void)
 	if (load_ok(&c, "../config/imgfetchd.conf", __LINE__) == 0) {
 		CHECK_STR(c.socket_path, "imgfetchd.sock");
 		check_defaults(&c, __FILE__, __LINE__);
+		check_network_defaults(&c, __FILE__, __LINE__);
 	}
 	config_finish(&c);
 	unsetenv("XDG_RUNTIME_DIR");
@@ -130,6 +145,16 @@ test_valid(void)
 		CHECK_INT(c.log_level, LOG_LEVEL_DEBUG);
 		CHECK_INT(c.on_exists, EXISTS_SKIP);
 		CHECK_INT(c.buffer_size, 10485760);
+		CHECK_STR(c.ca_file, "/etc/imgfetchd/ca.pem");
+		CHECK_STR(c.ca_path, "/etc/imgfetchd/ca.d");
+		CHECK_STR(c.client_cert, "/etc/imgfetchd/client.pem");
+		CHECK_STR(c.client_key, "/etc/imgfetchd/client.key");
+		CHECK_STR(c.proxy, "socks5h://user:pw@127.0.0.1:1080");
+		CHECK_STR(c.no_proxy, "localhost,.internal,10.0.0.0/8");
+		CHECK_STR(c.netrc_file, "/run/credentials/imgfetchd/netrc");
+		CHECK_INT(c.max_job_timeout, 60);
+		CHECK_INT(c.max_job_retries, 0);
+		CHECK_INT(c.allow_job_proxy, 1);
 	}
 	config_finish(&c);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "defs.h"
 #include "request.h"
 #include "xmalloc.h"
@@ -199,6 +200,79 @@ test_json_limits(void)
 	strcpy(p + REQUEST_HEADER_MAX_BYTES, "\"}}");
 	json_bad(body, "headers: \"X-A\": longer than 8192 bytes", __FILE__,
 	    __LINE__);
+}
+
+/* Network options: parsed, defaulted, and checked against the caps. */
+static void
+test_json_network(void)
+{
+	const char *full =
+	    "{\"urls\": [\"http://h/a\"], \"timeout\": 30, \"retries\": 0,"
+	    " \"proxy\": \"socks5h://u:p@127.0.0.1:1080\", \"no_proxy\":"
+	    " \"localhost,.lan\", \"user_agent\": \"agent/1\"}";
+	const char *body;
+	struct job_request req;
+	struct config cfg;
+	char *cause = NULL, *p;
+
+	body = "{\"urls\": [\"http://h/a\"]}";
+	CHECK(request_parse_json(&req, body, strlen(body), &cause) == 0);
+	CHECK_INT(req.timeout, -1);
+	CHECK_INT(req.retries, -1);
+	CHECK(req.proxy == NULL && req.no_proxy == NULL &&
+	    req.user_agent == NULL);
+	request_finish(&req);
+
+	if (request_parse_json(&req, full, strlen(full), &cause) != 0) {
+		check_at(0, __FILE__, __LINE__, "%s", cause);
+		free(cause);
+		return;
+	}
+	CHECK_INT(req.timeout, 30);
+	CHECK_INT(req.retries, 0);
+	CHECK_STR(req.proxy, "socks5h://u:p@127.0.0.1:1080");
+	CHECK_STR(req.no_proxy, "localhost,.lan");
+	CHECK_STR(req.user_agent, "agent/1");
+
+	config_init(&cfg);
+	cfg.allow_job_proxy = 1;
+	CHECK(request_check_limits(&req, &cfg, &cause) == 0);
+	cfg.max_job_timeout = 29;
+	CHECK(request_check_limits(&req, &cfg, &cause) == -1);
+	CHECK_STR(cause, "timeout: 30 is over max_job_timeout (29)");
+	free(cause);
+	cfg.max_job_timeout = 30;
+	req.retries = 11;
+	CHECK(request_check_limits(&req, &cfg, &cause) == -1);
+	CHECK_STR(cause, "retries: 11 is over max_job_retries (10)");
+	free(cause);
+	req.retries = 10;
+	cfg.allow_job_proxy = 0;
+	CHECK(request_check_limits(&req, &cfg, &cause) == -1);
+	CHECK_STR(cause,
+	    "proxy: a job may not choose its proxy (allow_job_proxy is "
+	    "false)");
+	free(cause);
+	config_finish(&cfg);
+
+	p = request_proxy_redacted(req.proxy);
+	CHECK_STR(p, "socks5h://127.0.0.1:1080/");
+	free(p);
+	request_finish(&req);
+
+	/* "" is a direct connection, accepted as a proxy. */
+	body = "{\"urls\": [\"http://h/a\"], \"proxy\": \"\"}";
+	CHECK(request_parse_json(&req, body, strlen(body), &cause) == 0);
+	CHECK_STR(req.proxy, "");
+	request_finish(&req);
+
+	CHECK(request_check_proxy("https://proxy.example:8443", &cause) == 0);
+	CHECK(request_check_proxy("socks4a://h:1080/", &cause) == 0);
+	CHECK(request_check_proxy("gopher://h:70", &cause) == -1);
+	free(cause);
+	CHECK(request_check_no_proxy("*", &cause) == 0);
+	CHECK(request_check_no_proxy("h\x7f", &cause) == -1);
+	free(cause);
 }
 
 /* request_check_url directly. */
@@ -466,6 +540,7 @@ main(void)
 	test_json_file();
 	test_json_valid();
 	test_json_limits();
+	test_json_network();
 	test_check_url();
 	test_check_header();
 	test_urilist_files();
