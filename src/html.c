@@ -59,9 +59,13 @@ struct html_open {
 	size_t len;
 };
 
+/* Void everywhere: in SVG and MathML these break out to HTML. */
+static const char *const html_always_void_tags[] = { "br", "embed", "hr", "img",
+	"meta" };
+/* Void in HTML, ordinary elements in SVG and MathML. */
 static const char *const html_void_tags[] = { "area", "base", "basefont",
-	"bgsound", "br", "col", "embed", "frame", "hr", "image", "img", "input",
-	"keygen", "link", "meta", "param", "source", "track", "wbr" };
+	"bgsound", "col", "frame", "image", "input", "keygen", "link", "param",
+	"source", "track", "wbr" };
 static const char *const html_raw_tags[] = { "iframe", "noembed", "noframes",
 	"script", "style", "textarea", "title", "xmp" };
 static const char *const html_image_exts[] = { "jpg", "jpeg", "png", "gif",
@@ -275,6 +279,9 @@ html_flatten(char *buf, size_t len, int write)
 			}
 			continue;
 		}
+		if (html_among(name, nlen, html_always_void_tags,
+			HTML_NELEM(html_always_void_tags)))
+			continue;
 		if (foreign == 0 &&
 		    html_among(
 			name, nlen, html_void_tags, HTML_NELEM(html_void_tags)))
@@ -573,6 +580,9 @@ html_resolve(const struct html_ctx *ctx, CURLU *base, const char *raw,
 			clean[n++] = *raw;
 	}
 	clean[n] = '\0';
+	/* A fragment alone names the page itself, not an image. */
+	if (n == 0 || clean[0] == '#')
+		goto out;
 	if ((h = curl_url_dup(base)) == NULL)
 		goto out;
 	if (curl_url_set(h, CURLUPART_URL, clean, CURLU_URLENCODE) !=
@@ -701,19 +711,23 @@ html_srcset_descriptors(const char *s, const char *end, double *w, double *x)
 }
 
 /*
- * The largest candidate of a srcset attribute (the HTML spec's parsing
- * rules: a URL is a run of non-space characters, trailing commas ending it;
- * descriptors up to the next comma outside parentheses). Candidates with a
- * w descriptor rank by width above all others, the rest by density (none
- * is 1x); the first of equals wins. Sets *url and *len; 0 if none.
+ * Add the largest usable candidate of a srcset attribute (may be NULL),
+ * by the HTML spec's parsing rules: a URL is a run of non-space
+ * characters, trailing commas ending it; its descriptors run to the next
+ * comma outside parentheses. Candidates with a w descriptor rank by width
+ * above all others, the rest by density (none is 1x); the first of equals
+ * wins. A candidate that does not resolve to an http(s) URL is skipped.
  */
-static int
-html_srcset_largest(const char *s, const char **url, size_t *len)
+static void
+html_add_srcset(struct html_ctx *ctx, const char *s)
 {
 	const char *u, *uend, *d, *dend;
 	double w, x, best_w = -1, best_x = -1;
-	int found = 0, in_parens;
+	char *best = NULL, *url;
+	int in_parens;
 
+	if (s == NULL)
+		return;
 	for (;;) {
 		while (html_space((unsigned char)*s) || *s == ',')
 			s++;
@@ -742,26 +756,18 @@ html_srcset_largest(const char *s, const char **url, size_t *len)
 		}
 		if (uend == u || !html_srcset_descriptors(d, dend, &w, &x))
 			continue;
-		if (w > best_w || (w == best_w && x > best_x)) {
-			best_w = w;
-			best_x = x;
-			*url = u;
-			*len = uend - u;
-			found = 1;
-		}
+		if (w < best_w || (w == best_w && x <= best_x))
+			continue;
+		url = html_resolve(ctx, ctx->base, u, uend - u, ctx->same_host);
+		if (url == NULL)
+			continue;
+		free(best);
+		best = url;
+		best_w = w;
+		best_x = x;
 	}
-	return found;
-}
-
-/* Add the largest candidate of a srcset attribute (may be NULL). */
-static void
-html_add_srcset(struct html_ctx *ctx, const char *srcset)
-{
-	const char *url;
-	size_t len;
-
-	if (srcset != NULL && html_srcset_largest(srcset, &url, &len))
-		html_add_image(ctx, url, len);
+	if (best != NULL)
+		html_list_add(&ctx->images, best);
 }
 
 /* Add an attribute's URL (may be NULL) to the images. */
@@ -1074,8 +1080,10 @@ html_extract(const char *body, size_t len, const char *page_url,
 	ctx.same_host = same_host;
 	ctx.images.max = HTML_IMAGES_MAX;
 	ctx.next.max = HTML_NEXT_MAX;
-	if (body == NULL)
+	if (body == NULL) {
+		body = "";
 		len = 0;
+	}
 	if ((ctx.page = curl_url()) == NULL ||
 	    curl_url_set(ctx.page, CURLUPART_URL, page_url, CURLU_URLENCODE) !=
 		CURLUE_OK ||

@@ -5,13 +5,14 @@
 #include <stddef.h>
 
 struct html_found {
-	char *
-	    *images; /* absolute http(s) URLs, document order, no duplicates */
+	/* Images: absolute http(s) URLs, document order, no duplicates. */
+	char **images;
 	size_t nimages;
-	char **next; /* rel="next" page URLs, absolute http(s), no duplicates */
+	/* rel="next" page URLs, absolute http(s), no duplicates. */
+	char **next;
 	size_t nnext;
-	char *
-	    title; /* the first <title>'s text, white space collapsed, or NULL */
+	/* The first <title>'s text, white space collapsed, or NULL. */
+	char *title;
 };
 
 /*
