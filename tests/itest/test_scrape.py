@@ -101,34 +101,40 @@ def test_page_images_become_items():
 
 
 def test_page_corpus_exact_sets():
-    """Every page of tests/data/pages yields exactly its expected URLs."""
+    """Every page of tests/data/pages yields exactly its expected images
+    (tests/data/pages/README: "image URL" lines, ORIGIN for the server);
+    with same_host, so that no other host is ever looked up."""
     if not os.path.isdir(PAGES):
         raise harness.Skip("no page corpus")
     www = harness.fresh_dir("www")
     shutil.copytree(PAGES, os.path.join(www, "pages"))
     ng = Nginx(www)
-    base = ng.url("/pages/")
+    origin = ng.url("")
     d = Daemon(harness.fresh_dir("d"), max_transfers=4)
     checked = 0
     for name in sorted(os.listdir(PAGES)):
         exp = os.path.join(PAGES, name + ".expected")
-        if not os.path.exists(exp):
+        if not name.endswith(".html") or not os.path.exists(exp):
             continue
         want = []
         with open(exp) as f:
             for line in f:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    want.append(line.replace("BASE/", base))
-        job = d.submit([], pages=[base + name])
+                kind, _, rest = line.strip().partition(" ")
+                if kind == "image" and rest.startswith("ORIGIN/"):
+                    want.append(rest.replace("ORIGIN", origin, 1))
+        job = d.submit([], pages=[origin + "/pages/" + name],
+                       same_host=True)
         job = d.wait_job(job["id"], timeout=60)
         pages = page_items(job)
         eq(pages[0]["state"], "done", "%s: page state (%s)"
            % (name, pages[0].get("error")))
+        eq(pages[0]["images"], len(want), "%s: images" % name)
         got = sorted(it["url"] for it in image_items(job))
         eq(got, sorted(set(want)), "%s: image URLs" % name)
+        check(all(it["page"] == origin + "/pages/" + name
+                  for it in image_items(job)), "%s: items' page" % name)
         checked += 1
-    check(checked >= 5, "only %d corpus pages have expectations" % checked)
+    check(checked >= 10, "only %d corpus pages have expectations" % checked)
     d.stop()
     ng.stop()
 
