@@ -1,7 +1,8 @@
 /*
- * imgfetch add: submit a job. A text/uri-list with dir and name in the
- * query is sent when that form carries the whole job, JSON otherwise (or
- * when the daemon refuses the list); with --wait the job is followed.
+ * imgfetch add and scrape: submit a job of image URLs or of pages to
+ * scrape. A text/uri-list with dir and name in the query is sent when that
+ * form carries the whole job, JSON otherwise (or when the daemon refuses
+ * the list); with --wait the job is followed.
  */
 #include <err.h>
 #include <stdio.h>
@@ -143,6 +144,28 @@ add_headers(json_t *body, struct strings *headers)
 	return 0;
 }
 
+/*
+ * Add the caching and scraping options that were asked for. "if_changed"
+ * goes only when on (off is every daemon's default); "dedup" whenever it
+ * was given, as the daemon's own default is its configuration's.
+ */
+static void
+add_options(json_t *body, struct add_opts *o)
+{
+	if (o->if_changed == 1)
+		json_object_set_new(body, "if_changed", json_true());
+	if (o->dedup != -1)
+		json_object_set_new(body, "dedup", json_boolean(o->dedup));
+	if (o->same_host)
+		json_object_set_new(body, "same_host", json_true());
+	if (o->follow_next != -1)
+		json_object_set_new(
+		    body, "follow_next", json_integer(o->follow_next));
+	if (o->max_page_size != -1)
+		json_object_set_new(
+		    body, "max_page_size", json_integer(o->max_page_size));
+}
+
 /* Build the JSON job body; NULL after reporting a bad header. */
 static json_t *
 add_body(struct add_opts *o)
@@ -154,7 +177,7 @@ add_body(struct add_opts *o)
 	list = json_array();
 	if (body == NULL || list == NULL)
 		errx(EXIT_ERROR, "out of memory");
-	json_object_set_new(body, "urls", list);
+	json_object_set_new(body, o->scrape ? "pages" : "urls", list);
 	for (i = 0; i < o->urls.n; i++)
 		json_array_append_new(list, add_string(o->urls.v[i]));
 	if (o->dir != NULL)
@@ -165,12 +188,13 @@ add_body(struct add_opts *o)
 		json_decref(body);
 		return NULL;
 	}
+	add_options(body, o);
 	return body;
 }
 
 /*
  * Whether a text/uri-list carries the job exactly: it has no place for
- * headers, and its parser trims blanks, splits at LF and skips empty lines
+ * pages, headers or the caching options, and its parser trims blanks, splits at LF and skips empty lines
  * and lines starting with '#', so such URLs must go as JSON (which refuses
  * them with the message the user has always seen).
  */
@@ -180,7 +204,8 @@ add_listable(struct add_opts *o)
 	const unsigned char *p;
 	size_t i;
 
-	if (o->headers.n != 0)
+	if (o->scrape || o->headers.n != 0 || o->if_changed == 1 ||
+	    o->dedup != -1)
 		return 0;
 	for (i = 0; i < o->urls.n; i++) {
 		p = (const unsigned char *)o->urls.v[i];
@@ -350,14 +375,14 @@ add_queued(struct cmd_ctx *ctx, struct add_opts *o, long long id, json_t *reply)
 		return;
 	}
 	total = field_int(reply, "total", (long long)o->urls.n);
-	printf(
-	    "job %lld: %lld item%s queued\n", id, total, total == 1 ? "" : "s");
+	printf("job %lld: %lld %s%s queued\n", id, total,
+	    o->scrape ? "page" : "item", total == 1 ? "" : "s");
 	fflush(stdout);
 }
 
 /* Submit a job; with --wait, follow it to its end. */
-int
-cmd_add(struct cmd_ctx *ctx, struct add_opts *o)
+static int
+add_run(struct cmd_ctx *ctx, struct add_opts *o)
 {
 	json_t *reply;
 	long long id;
@@ -371,4 +396,24 @@ cmd_add(struct cmd_ctx *ctx, struct add_opts *o)
 	if (o->wait)
 		return watch_run(ctx->client, id, ctx->json, ctx->quiet);
 	return EXIT_DONE;
+}
+
+/* imgfetch add: image URLs; conditional fetching and dedup only if asked. */
+int
+cmd_add(struct cmd_ctx *ctx, struct add_opts *o)
+{
+	o->scrape = 0;
+	return add_run(ctx, o);
+}
+
+/* imgfetch scrape: pages; conditional fetching and dedup unless refused. */
+int
+cmd_scrape(struct cmd_ctx *ctx, struct add_opts *o)
+{
+	o->scrape = 1;
+	if (o->if_changed == -1)
+		o->if_changed = 1;
+	if (o->dedup == -1)
+		o->dedup = 1;
+	return add_run(ctx, o);
 }

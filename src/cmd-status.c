@@ -14,6 +14,38 @@
 #include "imgfetch.h"
 #include "output.h"
 
+/*
+ * Print what a page, a duplicate or an unchanged image is: "page URL: K
+ * images", "URL: duplicate of PATH", "PATH: unchanged"; 0 for any other
+ * item, printed by the caller.
+ */
+static int
+status_kind(json_t *item, const char *url, const char *path)
+{
+	const char *dup;
+	long long images;
+
+	dup = field_string(item, "duplicate_of", NULL);
+	if (strcmp(field_string(item, "kind", "image"), "page") == 0) {
+		printf("  page %s", output_clean(url));
+		if (field_get(item, "images") != NULL) {
+			images = field_int(item, "images", 0);
+			printf(
+			    ": %lld image%s", images, images == 1 ? "" : "s");
+		}
+		if (field_true(item, "unchanged"))
+			printf(", unchanged");
+	} else if (dup != NULL)
+		printf("  %s: duplicate of %s", output_clean(url),
+		    output_clean(dup));
+	else if (field_true(item, "unchanged"))
+		printf(
+		    "  %s: unchanged", output_clean(path != NULL ? path : url));
+	else
+		return 0;
+	return 1;
+}
+
 /* Print one item of a job. */
 static void
 status_item(json_t *item, int width)
@@ -40,10 +72,8 @@ status_item(json_t *item, int width)
 	} else
 		printf("  %*lld  %-9s  %-10s", width, n, output_clean(state),
 		    bytes);
-	if (path != NULL)
-		printf("  %s", output_clean(path));
-	else
-		printf("  %s", output_clean(url));
+	if (!status_kind(item, url, path))
+		printf("  %s", output_clean(path != NULL ? path : url));
 	if (error != NULL) {
 		if (path != NULL)
 			printf(" (%s)", output_clean(url));

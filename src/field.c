@@ -64,6 +64,13 @@ field_array(json_t *obj, const char *key)
 	return v;
 }
 
+/* Whether a member is true. */
+int
+field_true(json_t *obj, const char *key)
+{
+	return json_is_true(field_get(obj, key));
+}
+
 /* Whether a job or item state is one it never leaves. */
 int
 field_ended(const char *state)

@@ -13,6 +13,7 @@ long long field_int(json_t *, const char *, long long);
 const char *field_string(json_t *, const char *, const char *);
 json_t *field_object(json_t *, const char *);
 json_t *field_array(json_t *, const char *);
+int field_true(json_t *, const char *);
 int field_ended(const char *);
 
 #endif

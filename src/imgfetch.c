@@ -28,10 +28,20 @@
 #include "watch.h"
 
 /* Options that only some commands take. */
-#define OPT_ADD 0x1
+#define OPT_ADD 0x1 /* add and scrape */
 #define OPT_LS 0x2
+#define OPT_SCRAPE 0x4
 
-enum { OPT_STATE = 256 };
+enum {
+	OPT_STATE = 256,
+	OPT_IF_CHANGED,
+	OPT_NO_IF_CHANGED,
+	OPT_DEDUP,
+	OPT_NO_DEDUP,
+	OPT_SAME_HOST,
+	OPT_FOLLOW_NEXT,
+	OPT_MAX_PAGE_SIZE,
+};
 
 /* The command line, parsed. */
 struct options {
@@ -62,7 +72,12 @@ usage(FILE *f)
 	    "[ARGS]\n"
 	    "       imgfetch add URL... [-f FILE|-] [--dir DIR]\n"
 	    "                [--name TEMPLATE] [--wait]\n"
-	    "                [--header 'Name: value']...\n"
+	    "                [--header 'Name: value']... [--if-changed]\n"
+	    "                [--dedup]\n"
+	    "       imgfetch scrape PAGE... [-f FILE|-] [--same-host]\n"
+	    "                [--follow-next N] [--max-page-size BYTES]\n"
+	    "                [--dir DIR] [--name TEMPLATE] [--wait]\n"
+	    "                [--no-if-changed] [--no-dedup]\n"
 	    "       imgfetch status [ID]\n"
 	    "       imgfetch ls [--state STATE]\n"
 	    "       imgfetch cancel ID\n"
@@ -78,6 +93,7 @@ help(void)
 	    "\n"
 	    "Commands:\n"
 	    "  add       queue a job of URLs (arguments and/or -f files)\n"
+	    "  scrape    queue a job of pages whose images are downloaded\n"
 	    "  status    show the daemon's status, or a job and its items\n"
 	    "  ls        list jobs, newest first\n"
 	    "  cancel    cancel a job\n"
@@ -89,12 +105,26 @@ help(void)
 	    "                        $XDG_RUNTIME_DIR/imgfetchd.sock,\n"
 	    "                        else ./imgfetchd.sock)\n"
 	    "  -j, --json            print the API's JSON instead of text\n"
-	    "  -f, --file FILE       read URLs, one a line, from FILE ('-':\n"
-	    "                        stdin); '#' comments and blanks skipped\n"
+	    "  -f, --file FILE       read URLs (scrape: pages), one a line,\n"
+	    "                        from FILE ('-': stdin); '#' comments\n"
+	    "                        and blanks skipped\n"
 	    "  -d, --dir DIR         save under DIR in the download directory\n"
 	    "  -n, --name TEMPLATE   file name template\n"
 	    "  -H, --header 'N: v'   send this request header with every URL\n"
-	    "  -w, --wait            after add, wait for the job to end\n"
+	    "  -w, --wait            after add or scrape, wait for the job\n"
+	    "                        to end\n"
+	    "      --if-changed      fetch conditionally: an image unchanged\n"
+	    "                        since the last fetch is not fetched "
+	    "again\n"
+	    "                        (scrape: on unless --no-if-changed)\n"
+	    "      --dedup           keep no second copy of a body already\n"
+	    "                        stored (scrape: on unless --no-dedup)\n"
+	    "      --same-host       scrape: only images on the page's host\n"
+	    "      --follow-next N   scrape: follow up to N rel=\"next\" "
+	    "pages\n"
+	    "                        (0 to 100)\n"
+	    "      --max-page-size BYTES  scrape: largest page read (k, M, G\n"
+	    "                        suffixes: KiB, MiB, GiB; at most 1G)\n"
 	    "  -q, --quiet           waiting: no progress and no line per\n"
 	    "                        done item, only failures and the end\n"
 	    "      --state STATE     ls: only jobs in STATE\n"
@@ -137,6 +167,55 @@ header_check(const char *h)
 	return strcspn(h, " \t") >= (size_t)(colon - h);
 }
 
+/* Read --follow-next's N, 0 to PAGE_FOLLOW_MAX; -1 if it is not one. */
+static int
+follow_parse(const char *s)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(s, &end, 10);
+	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || n < 0 ||
+	    n > PAGE_FOLLOW_MAX) {
+		warnx("--follow-next: expected a number from 0 to %d, not "
+		      "\"%s\"",
+		    PAGE_FOLLOW_MAX, s);
+		return -1;
+	}
+	return (int)n;
+}
+
+/*
+ * Read --max-page-size's bytes, a number with an optional k, M or G suffix
+ * (binary units), 1 to PAGE_SIZE_MAX; -1 if it is not one.
+ */
+static long long
+size_parse(const char *s)
+{
+	char *end;
+	long long n, unit = 1;
+
+	errno = 0;
+	n = strtoll(s, &end, 10);
+	if (*end == 'k' || *end == 'K')
+		unit = 1024;
+	else if (*end == 'm' || *end == 'M')
+		unit = 1024 * 1024;
+	else if (*end == 'g' || *end == 'G')
+		unit = 1024 * 1024 * 1024;
+	if (unit != 1)
+		end++;
+	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || n < 1 ||
+	    n > PAGE_SIZE_MAX / unit) {
+		warnx("--max-page-size: expected a size from 1 byte to 1G, "
+		      "not \"%s\"",
+		    s);
+		return -1;
+	}
+	return n * unit;
+}
+
 /* Read a job id operand; -1 if it is not one. */
 static long long
 id_parse(const char *s)
@@ -168,6 +247,25 @@ args_add(struct options *o, const char *cmd, int argc, char **argv)
 	}
 	if (o->add.urls.n == 0) {
 		warnx("add: no URLs given");
+		return -1;
+	}
+	return 0;
+}
+
+/* Take scrape's operands and -f files as its pages; as args_add does. */
+static int
+args_scrape(struct options *o, const char *cmd, int argc, char **argv)
+{
+	size_t i;
+
+	for (i = 0; i < (size_t)argc; i++)
+		strings_add(&o->add.urls, argv[i]);
+	for (i = 0; i < o->files.n; i++) {
+		if (add_read(&o->add.urls, o->files.v[i]) != 0)
+			return -2;
+	}
+	if (o->add.urls.n == 0) {
+		warnx("scrape: no pages given");
 		return -1;
 	}
 	return 0;
@@ -221,6 +319,13 @@ run_add(struct cmd_ctx *ctx, struct options *o)
 	return cmd_add(ctx, &o->add);
 }
 
+/* Run scrape. */
+static int
+run_scrape(struct cmd_ctx *ctx, struct options *o)
+{
+	return cmd_scrape(ctx, &o->add);
+}
+
 /* Run status. */
 static int
 run_status(struct cmd_ctx *ctx, struct options *o)
@@ -251,6 +356,7 @@ run_wait(struct cmd_ctx *ctx, struct options *o)
 
 static const struct command commands[] = {
 	{ "add", OPT_ADD, args_add, run_add },
+	{ "scrape", OPT_ADD | OPT_SCRAPE, args_scrape, run_scrape },
 	{ "status", 0, args_optional_id, run_status },
 	{ "ls", OPT_LS, args_none, run_ls },
 	{ "cancel", 0, args_id, run_cancel },
@@ -279,13 +385,20 @@ static int
 options_parse(struct options *o, int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{ "dedup", no_argument, NULL, OPT_DEDUP },
 		{ "dir", required_argument, NULL, 'd' },
 		{ "file", required_argument, NULL, 'f' },
 		{ "header", required_argument, NULL, 'H' },
+		{ "follow-next", required_argument, NULL, OPT_FOLLOW_NEXT },
 		{ "help", no_argument, NULL, 'h' },
+		{ "if-changed", no_argument, NULL, OPT_IF_CHANGED },
 		{ "json", no_argument, NULL, 'j' },
+		{ "max-page-size", required_argument, NULL, OPT_MAX_PAGE_SIZE },
 		{ "name", required_argument, NULL, 'n' },
+		{ "no-dedup", no_argument, NULL, OPT_NO_DEDUP },
+		{ "no-if-changed", no_argument, NULL, OPT_NO_IF_CHANGED },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "same-host", no_argument, NULL, OPT_SAME_HOST },
 		{ "socket", required_argument, NULL, 's' },
 		{ "state", required_argument, NULL, OPT_STATE },
 		{ "version", no_argument, NULL, 'V' },
@@ -332,6 +445,30 @@ options_parse(struct options *o, int argc, char **argv)
 		case OPT_STATE:
 			o->state = optarg;
 			o->used |= OPT_LS;
+			break;
+		case OPT_IF_CHANGED:
+		case OPT_NO_IF_CHANGED:
+			o->add.if_changed = ch == OPT_IF_CHANGED;
+			o->used |= OPT_ADD;
+			break;
+		case OPT_DEDUP:
+		case OPT_NO_DEDUP:
+			o->add.dedup = ch == OPT_DEDUP;
+			o->used |= OPT_ADD;
+			break;
+		case OPT_SAME_HOST:
+			o->add.same_host = 1;
+			o->used |= OPT_SCRAPE;
+			break;
+		case OPT_FOLLOW_NEXT:
+			if ((o->add.follow_next = follow_parse(optarg)) < 0)
+				return -1;
+			o->used |= OPT_SCRAPE;
+			break;
+		case OPT_MAX_PAGE_SIZE:
+			if ((o->add.max_page_size = size_parse(optarg)) < 0)
+				return -1;
+			o->used |= OPT_SCRAPE;
 			break;
 		case 'V':
 			printf("imgfetch %s\n", IMGFETCHD_VERSION);
@@ -401,6 +538,10 @@ main(int argc, char **argv)
 
 	memset(&o, 0, sizeof o);
 	o.id = -1;
+	o.add.if_changed = -1;
+	o.add.dedup = -1;
+	o.add.follow_next = -1;
+	o.add.max_page_size = -1;
 	switch (options_parse(&o, argc, argv)) {
 	case 1:
 		rv = EXIT_DONE;

@@ -294,11 +294,40 @@ watch_mark(struct watch *w, long long n)
 	return 1;
 }
 
+/*
+ * The line of a done item: "done N PATH", "done N PATH: unchanged",
+ * "done N URL: duplicate of PATH", or for a page "page N URL: K images".
+ */
+static void
+watch_done(long long n, json_t *item)
+{
+	const char *url, *path, *dup;
+	long long images;
+
+	url = output_clean(field_string(item, "url", "?"));
+	path = field_string(item, "path", NULL);
+	dup = field_string(item, "duplicate_of", NULL);
+	if (strcmp(field_string(item, "kind", "image"), "page") == 0) {
+		images = field_int(item, "images", 0);
+		printf("page %lld %s: %lld image%s%s\n", n, url, images,
+		    images == 1 ? "" : "s",
+		    field_true(item, "unchanged") ? ", unchanged" : "");
+	} else if (dup != NULL)
+		printf("done %lld %s: duplicate of %s\n", n, url,
+		    output_clean(dup));
+	else if (field_true(item, "unchanged"))
+		printf("done %lld %s: unchanged\n", n,
+		    path != NULL ? output_clean(path) : url);
+	else
+		printf("done %lld %s\n", n,
+		    path != NULL ? output_clean(path) : url);
+}
+
 /* Report an item that has ended, once: "done N path", "failed N url: e". */
 static void
 watch_ended(struct watch *w, json_t *item)
 {
-	const char *state, *url, *path, *error;
+	const char *state, *url, *error;
 	long long n;
 
 	state = field_string(item, "state", "");
@@ -310,7 +339,6 @@ watch_ended(struct watch *w, json_t *item)
 	if (w->json_end)
 		return;
 	url = field_string(item, "url", "?");
-	path = field_string(item, "path", NULL);
 	if (strcmp(state, "failed") == 0) {
 		error = field_string(item, "error", "failed");
 		watch_clear(w);
@@ -320,8 +348,7 @@ watch_ended(struct watch *w, json_t *item)
 		return;
 	else if (strcmp(state, "done") == 0) {
 		watch_clear(w);
-		printf("done %lld %s\n", n,
-		    output_clean(path != NULL ? path : url));
+		watch_done(n, item);
 	} else {
 		watch_clear(w);
 		printf("cancelled %lld %s\n", n, output_clean(url));
@@ -517,12 +544,55 @@ watch_stream(struct watch *w)
 	return 0;
 }
 
+/*
+ * Count the job's unchanged and duplicate images, for the summary: from
+ * the final job when the stream listed every item, else from the job
+ * fetched once more.
+ */
+static void
+watch_tally(struct watch *w, char *text, size_t len)
+{
+	json_t *job, *items, *item;
+	long long unchanged = 0, dups = 0;
+	char path[64];
+	size_t i;
+	int n;
+
+	text[0] = '\0';
+	if (strcmp(w->items, "all") == 0)
+		job = json_incref(w->final);
+	else {
+		snprintf(path, sizeof path, "/jobs/%lld", w->id);
+		if ((job = client_call(w->client, "GET", path, NULL)) == NULL)
+			return;
+	}
+	if ((items = field_array(job, "items")) != NULL) {
+		for (i = 0; i < json_array_size(items); i++) {
+			item = json_array_get(items, i);
+			if (strcmp(field_string(item, "kind", "image"),
+				"page") == 0)
+				continue;
+			if (field_string(item, "duplicate_of", NULL) != NULL)
+				dups++;
+			else if (field_true(item, "unchanged"))
+				unchanged++;
+		}
+	}
+	json_decref(job);
+	n = 0;
+	if (unchanged > 0)
+		n = snprintf(text, len, ", %lld unchanged", unchanged);
+	if (dups > 0 && n >= 0 && (size_t)n < len)
+		snprintf(text + n, len - n, ", %lld duplicate%s", dups,
+		    dups == 1 ? "" : "s");
+}
+
 /* Print the closing line and return the exit status the job deserves. */
 static int
 watch_summary(struct watch *w)
 {
 	const char *state;
-	char bytes[32], cancelled[48] = "", path[64];
+	char bytes[32], cancelled[48] = "", tally[96], path[64];
 	long long total, done, failed, n;
 	json_t *job;
 
@@ -545,11 +615,12 @@ watch_summary(struct watch *w)
 			fflush(w->bar);
 			w->bar_shown = 0;
 		}
+		watch_tally(w, tally, sizeof tally);
 		output_bytes(bytes, sizeof bytes,
 		    (double)field_int(w->final, "bytes", 0));
-		printf("job %lld %s: %lld/%lld done, %lld failed%s, %s\n",
+		printf("job %lld %s: %lld/%lld done, %lld failed%s%s, %s\n",
 		    w->id, output_clean(state), done, total, failed, cancelled,
-		    bytes);
+		    tally, bytes);
 		fflush(stdout);
 	}
 	if (strcmp(state, "done") == 0 && failed == 0 && done == total)
