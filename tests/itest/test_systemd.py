@@ -383,19 +383,33 @@ def systemd_words(command, env):
         if m:
             out.extend(env.get(m.group(1), "").split())
             continue
-        out.append(re.sub(r"\$\{(\w+)\}", lambda x: env.get(x.group(1), ""),
-                          word))
+        word = re.sub(r"\$\{(\w+)\}", lambda x: env.get(x.group(1), ""),
+                      word)
+        out.append(word.replace("$$", "$"))
     return out
 
 
+class UnitRun:
+    """What running a unit's ExecStart= lines in turn gave: the exit
+    status of the last one run, all output, and the argv of each run."""
+
+    def __init__(self):
+        self.returncode = 0
+        self.stdout = b""
+        self.argvs = []
+        self.skipped = False
+
+
 def scrape_run(d, etc, instance):
-    """Run imgfetch-scrape@INSTANCE.service's ExecStart against d."""
+    """Run imgfetch-scrape@INSTANCE.service against d the way systemd
+    does: skipped unless one of its "|" conditions holds, then each
+    ExecStart= in turn until one fails."""
     text = open(os.path.join(SRCDIR, "systemd",
                              "imgfetch-scrape@.service.in")).read()
     text = text.replace("%i", instance).replace("@sysconfdir@", etc)
     text = text.replace("@bindir@/imgfetch", harness.binary("IMGFETCH"))
     text = text.replace("/run/imgfetchd/imgfetchd.sock", d.sock)
-    env, command = {}, None
+    env, commands, conds = {}, [], []
     for line in text.splitlines():
         key, _, value = line.partition("=")
         if key == "Environment":
@@ -414,11 +428,26 @@ def scrape_run(d, etc, instance):
                 check(value.startswith("-"), "EnvironmentFile %s is "
                       "required but missing" % path)
         elif key == "ExecStart":
-            command = value
-    check(command is not None, "no ExecStart in imgfetch-scrape@.service")
-    argv = systemd_words(command, env)
-    return subprocess.run(argv, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=60), argv
+            commands.append(value)
+        elif key == "ConditionPathExists":
+            check(value.startswith("|"), "ConditionPathExists=%s is not a "
+                  "triggering (|) condition" % value)
+            conds.append(value[1:])
+    check(commands, "no ExecStart in imgfetch-scrape@.service")
+    r = UnitRun()
+    if conds and not any(os.path.exists(c) for c in conds):
+        r.skipped = True
+        return r, []
+    for command in commands:
+        argv = systemd_words(command, env)
+        r.argvs.append(argv)
+        p = subprocess.run(argv, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        r.returncode = p.returncode
+        r.stdout += p.stdout
+        if p.returncode != 0:
+            break
+    return r, r.argvs
 
 
 def test_scrape_unit_command():
