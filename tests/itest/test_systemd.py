@@ -495,4 +495,100 @@ def test_scrape_unit_command():
     d.stop()
 
 
+def jobs_of(d):
+    """The daemon's jobs, oldest first."""
+    status, _hdrs, reply = d.api("GET", "/v1/jobs")
+    eq(status, 200, "GET /v1/jobs")
+    return sorted(reply["jobs"], key=lambda j: j["id"])
+
+
+def test_scrape_unit_pages():
+    """imgfetch-scrape@.service with NAME.pages and/or NAME.list: each file
+    present is submitted (the list with add --if-changed --dedup, the pages
+    with scrape), a missing one is no error, neither skips the unit,
+    IMGFETCH_ARGS can turn the cache options off, and a refused list fails
+    the unit before the pages are sent."""
+    tmp = harness.fresh_dir("scrape-pages")
+    etc = os.path.join(tmp, "etc")
+    scrape = os.path.join(etc, "imgfetchd", "scrape")
+    os.makedirs(scrape)
+    page = O.url("/html")
+    image = O.url("/files/a.png")
+    for name in ("both", "pagesonly", "bad", "off"):
+        with open(os.path.join(scrape, name + ".pages"), "w") as f:
+            f.write("# a page\n%s\n" % page)
+    for name in ("both", "listonly", "off"):
+        with open(os.path.join(scrape, name + ".list"), "w") as f:
+            f.write("%s\n" % image)
+    with open(os.path.join(scrape, "bad.list"), "w") as f:
+        f.write("ftp://127.0.0.1/x.png\n")
+    with open(os.path.join(scrape, "off.env"), "w") as f:
+        f.write("IMGFETCH_ARGS=--no-if-changed --no-dedup\n"
+                "IMGFETCH_SCRAPE_ARGS=--same-host --follow-next 2\n")
+    d = harness.Daemon(tmp)
+    try:
+        r, _ = scrape_run(d, etc, "none")
+        check(r.skipped, "an instance with neither file was not skipped")
+
+        def run_new(instance):
+            before = {j["id"] for j in jobs_of(d)}
+            r, argvs = scrape_run(d, etc, instance)
+            new = [j for j in jobs_of(d) if j["id"] not in before]
+            return r, argvs, new
+
+        for instance, kinds in (("both", ["add", "scrape"]),
+                                ("pagesonly", ["scrape"]),
+                                ("listonly", ["add"])):
+            r, argvs, new = run_new(instance)
+            eq(r.returncode, 0, "%s exit status (%r, %r)"
+               % (instance, argvs, r.stdout))
+            eq(len(argvs), 2, "%s: commands run" % instance)
+            eq(len(new), len(kinds), "%s: jobs submitted (%r)"
+               % (instance, r.stdout))
+            for job, kind in zip(new, kinds):
+                eq(job.get("dir"), instance, "%s %s job dir"
+                   % (instance, kind))
+            for argv in argvs:
+                check(argv[:2] == ["/bin/sh", "-c"], "not sh -c: %r" % argv)
+                cmd = argv[argv.index("--socket") + 2]
+                want = {"add": ["--if-changed", "--dedup"],
+                        "scrape": []}[cmd]
+                check(all(w in argv for w in want), "%s %s: %r lacks %r"
+                      % (instance, cmd, argv, want))
+            jobs = [d.wait_job(j["id"]) for j in new]
+            if "add" in kinds:
+                job = jobs[0]
+                eq(job["state"], "done", "%s list job" % instance)
+                eq([i["url"] for i in job["items"]], [image],
+                   "%s list job items" % instance)
+            if "scrape" in kinds:
+                job = jobs[-1]
+                pages = [i for i in job.get("items", [])
+                         if i.get("kind") == "page"]
+                eq([i["url"] for i in pages], [page],
+                   "%s scrape job's pages" % instance)
+
+        # The env's options come after the unit's: the last one wins.
+        r, argvs, new = run_new("off")
+        eq(r.returncode, 0, "off exit status (%r)" % r.stdout)
+        add_argv, scrape_argv = argvs
+        check(add_argv.index("--no-if-changed") >
+              add_argv.index("--if-changed") and
+              add_argv.index("--no-dedup") > add_argv.index("--dedup"),
+              "IMGFETCH_ARGS do not follow the defaults: %r" % add_argv)
+        check(scrape_argv[-5:] == ["--no-if-changed", "--no-dedup",
+                                   "--same-host", "--follow-next", "2"],
+              "scrape options: %r" % scrape_argv)
+        eq(len(new), 2, "off: jobs submitted")
+
+        # A refused list fails the unit; the pages are not sent.
+        r, argvs, new = run_new("bad")
+        eq(r.returncode, 2, "bad exit status (%r)" % r.stdout)
+        check(b"400" in r.stdout, "no 400 message: %r" % r.stdout)
+        eq(len(argvs), 1, "commands run after a failed one")
+        eq(new, [], "jobs submitted by a failing unit")
+    finally:
+        d.stop()
+
+
 harness.run(globals())
