@@ -27,7 +27,9 @@ check_defaults(const struct config *c, const char *file, int line)
 		c->queue_limit == 1000000 &&
 		c->max_request_body == 16 * 1024 * 1024 &&
 		c->log_level == LOG_LEVEL_INFO &&
-		c->on_exists == EXISTS_SUFFIX && c->buffer_size == 524288,
+		c->on_exists == EXISTS_SUFFIX && c->buffer_size == 524288 &&
+		c->dedup == 0 && c->cache_max_entries == 100000 &&
+		c->max_page_size == 8388608,
 	    file, line, "not the defaults (workers %d, user_agent \"%s\", ...)",
 	    c->workers, c->user_agent ? c->user_agent : "(null)");
 }
@@ -146,6 +148,13 @@ test_valid(void)
 		CHECK_INT(c.log_level, LOG_LEVEL_ERROR);
 		CHECK_INT(c.on_exists, EXISTS_OVERWRITE);
 		CHECK_INT(c.fsync, 0);
+	}
+	config_finish(&c);
+
+	if (load_ok(&c, "data/configs/valid-scrape.conf", __LINE__) == 0) {
+		CHECK_INT(c.dedup, 1);
+		CHECK_INT(c.cache_max_entries, 0);
+		CHECK_INT(c.max_page_size, 1073741824LL);
 	}
 	config_finish(&c);
 
