@@ -1,7 +1,7 @@
 /*
  * The client's commands, one file each or per group: cmd-add.c (submit a
- * job: add and scrape), cmd-status.c (status and ls), cmd-cancel.c; wait is watch_run. Each
- * returns the exit status (imgfetch.h).
+ * job: add and scrape), cmd-status.c (status and ls), cmd-cancel.c; wait
+ * is watch_run. Each returns the exit status (imgfetch.h).
  */
 #ifndef CMD_H
 #define CMD_H
