@@ -57,6 +57,19 @@
 /* Entries of the URL cache kept by default. */
 #define CACHE_MAX_ENTRIES_DEFAULT 100000
 
+/* Bytes of a page searched for a <meta> charset declaration. */
+#define HTML_CHARSET_SCAN_BYTES 1024
+/*
+ * Open elements a page may nest. The HTML parser scans its stack of open
+ * elements for many tokens, so its time grows with size times depth; start
+ * tags that would nest deeper than this are blanked before parsing.
+ */
+#define HTML_NESTING_MAX 512
+/* Image and next-page URLs kept from one page, and a title's bytes. */
+#define HTML_IMAGES_MAX 100000
+#define HTML_NEXT_MAX 32
+#define HTML_TITLE_MAX_BYTES 1024
+
 /* Seconds a client is told to wait when the queue is full. */
 #define RETRY_AFTER_SECONDS 5
 

@@ -1228,6 +1228,13 @@ fetch_dedup(struct transfer *t, const char *path)
 		wfile_dedup(t->file, path);
 }
 
+/* The owner's argument, or NULL once cancelled. */
+void *
+transfer_owner(const struct transfer *t)
+{
+	return t->ops != NULL ? t->arg : NULL;
+}
+
 /* The digest known at prepared, or NULL. */
 const char *
 transfer_sha256(const struct transfer *t)

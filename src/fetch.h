@@ -108,6 +108,8 @@ void fetch_commit(struct transfer *);
 void fetch_commit_as(struct transfer *, const char *relpath);
 /* After ops->prepared: drop it if path holds the same bytes, else rename. */
 void fetch_dedup(struct transfer *, const char *path);
+/* The arg given to fetch_start, or NULL once the transfer is cancelled. */
+void *transfer_owner(const struct transfer *);
 /* At ops->prepared of a hash_first transfer: the body's SHA-256 (hex). */
 const char *transfer_sha256(const struct transfer *);
 /* Take a finished page's body (from fetch_result.body); caller frees. */

@@ -6,9 +6,17 @@
  * at once. A transient failure puts the item back after a backoff timer,
  * holding no slot while it waits. Every job and every item's end is kept
  * in the store, so a restart carries on where the daemon stopped.
+ *
+ * A job may also name pages: a page is an item too, fetched into memory
+ * through the same slots, parsed for images on a writer thread (html.c),
+ * and the images it yields become new items of the job, with the page as
+ * their Referer. With if_changed, items whose URL the cache knows are
+ * fetched conditionally, and a 304 ends them unchanged; with dedup, a body
+ * whose SHA-256 is already kept under the download root is dropped.
  */
 #include <sys/time.h>
 
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +24,12 @@
 
 #include <event2/event.h>
 
+#include "cache.h"
 #include "compat.h"
 #include "config.h"
 #include "defs.h"
 #include "fetch.h"
+#include "html.h"
 #include "job.h"
 #include "log.h"
 #include "path.h"
@@ -79,6 +89,21 @@ struct item {
 	struct event *retry_ev; /* waiting for a retry */
 	time_t retry_at;
 	TAILQ_ENTRY(item) run_entry;
+
+	/* Scraping, caching and dedup. */
+	int page; /* a page to scrape, not an image */
+	int next; /* a page reached through rel="next" */
+	unsigned long from; /* n + 1 of the page it was found on, or 0 */
+	unsigned long images; /* a page: images it yielded */
+	int unchanged; /* 304: the earlier file stands */
+	char *duplicate_of; /* dropped as a copy of this kept file */
+	char *sha256; /* of the body, hex */
+	struct wfile *task; /* a page being parsed */
+	struct parse *parse;
+	int dedup_wait; /* 1: parked behind a file with its digest; 2: on
+	                   jobs->hashing, the first with its digest */
+	char *ctype; /* Content-Type, kept for a name from the digest */
+	TAILQ_ENTRY(item) hash_entry; /* on jobs->hashing or ->hash_waiting */
 };
 TAILQ_HEAD(item_queue, item);
 
@@ -101,8 +126,18 @@ struct job {
 	char *name;
 	char **headers;
 	size_t nheaders;
-	struct item *items;
+	struct item **items;
 	size_t nitems;
+	size_t capitems;
+	struct item **slabs; /* the blocks items were allocated in */
+	size_t nslabs;
+	int if_changed;
+	int dedup;
+	int same_host;
+	int follow_next; /* pages still to follow through rel="next" */
+	long long max_page_size;
+	int hash_name; /* the name template uses {sha256} */
+	void *seen; /* tsearch tree of the job's URLs, once it scrapes */
 	struct item_queue runq;
 	struct item_queue inflight; /* items with a transfer */
 	size_t count[ITEM_NSTATES];
@@ -139,10 +174,18 @@ struct jobs {
 	struct job_ring watched; /* jobs with watches: the tick's work */
 	time_t started;
 	int stopping;
+	struct cache *cache;
+	struct item_queue hashing; /* dedup items between PREPARED and DONE */
+	struct item_queue hash_waiting; /* ... and those parked behind them */
 };
 
 static const struct transfer_ops item_ops;
 static void jobs_pump(struct jobs *);
+static void item_emit(struct item *);
+static void job_update(struct job *);
+static struct item *job_grow(struct job *, size_t);
+static int job_seen(struct job *, char *);
+static int job_url_cmp(const void *, const void *);
 static void job_emit_end(struct job *);
 static void item_store(struct item *, int state);
 
@@ -231,6 +274,12 @@ jobs_tick_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* tdestroy: the seen tree's keys are the items' own URLs. */
+static void
+job_seen_free(void *p)
+{
+}
+
 /* Free a job and everything it owns; nothing of it may be running. */
 static void
 job_free(struct job *j)
@@ -246,7 +295,7 @@ job_free(struct job *j)
 		free(w);
 	}
 	for (i = 0; i < j->nitems; i++) {
-		it = &j->items[i];
+		it = j->items[i];
 		if (it->retry_ev != NULL)
 			event_free(it->retry_ev);
 		free(it->url);
@@ -254,11 +303,18 @@ job_free(struct job *j)
 		free(it->part);
 		free(it->validator);
 		free(it->error);
+		free(it->duplicate_of);
+		free(it->sha256);
+		free(it->ctype);
 	}
 	for (i = 0; i < j->nheaders; i++)
 		free(j->headers[i]);
 	free(j->headers);
+	for (i = 0; i < j->nslabs; i++)
+		free(j->slabs[i]);
+	free(j->slabs);
 	free(j->items);
+	tdestroy(j->seen, job_seen_free);
 	free(j->dir);
 	free(j->name);
 	free(j);
@@ -308,6 +364,8 @@ jobs_create(struct event_base *base, struct fetcher *fetcher,
 	js->started = time(NULL);
 	TAILQ_INIT(&js->ring);
 	TAILQ_INIT(&js->watched);
+	TAILQ_INIT(&js->hashing);
+	TAILQ_INIT(&js->hash_waiting);
 	js->tick = event_new(base, -1, EV_PERSIST, jobs_tick_cb, js);
 	js->prune_ev = evtimer_new(base, jobs_prune_cb, js);
 	return js;
@@ -326,6 +384,7 @@ jobs_destroy(struct jobs *js)
 			job_free(js->all[i]);
 	}
 	free(js->all);
+	cache_destroy(js->cache);
 	event_free(js->tick);
 	event_free(js->prune_ev);
 	free(js);
@@ -389,6 +448,22 @@ item_json(struct item *it)
 		json_object_set_new(o, "skipped", json_true());
 	if (it->error != NULL)
 		json_object_set_new(o, "error", json_string(it->error));
+	if (it->page) {
+		json_object_set_new(o, "kind", json_string("page"));
+		if (it->state == ITEM_DONE || it->images > 0)
+			json_object_set_new(
+			    o, "images", json_integer((json_int_t)it->images));
+	}
+	if (it->from > 0 && it->from <= it->job->nitems)
+		json_object_set_new(
+		    o, "page", json_string(it->job->items[it->from - 1]->url));
+	if (it->unchanged)
+		json_object_set_new(o, "unchanged", json_true());
+	if (it->duplicate_of != NULL)
+		json_object_set_new(
+		    o, "duplicate_of", json_string(it->duplicate_of));
+	if (it->sha256 != NULL)
+		json_object_set_new(o, "sha256", json_string(it->sha256));
 	return o;
 }
 
@@ -442,7 +517,7 @@ job_json(struct job *j, enum job_items which)
 		return o;
 	items = json_array();
 	for (i = 0; i < j->nitems; i++) {
-		it = &j->items[i];
+		it = j->items[i];
 		if (item_listed(it, which))
 			json_array_append_new(items, item_json(it));
 	}
@@ -539,11 +614,72 @@ item_emit(struct item *it)
 	json_decref(ev);
 }
 
+/* The rarer item fields as a JSON object for the store, or NULL. */
+static char *
+item_extra(struct item *it)
+{
+	json_t *o;
+	char *s;
+
+	if (!it->page && !it->next && it->from == 0 && !it->unchanged &&
+	    it->duplicate_of == NULL) {
+		if (it->sha256 == NULL)
+			return NULL;
+		/* The common case, on the hot path: no JSON object to build. */
+		xasprintf(&s, "{\"sha256\":\"%s\"}", it->sha256);
+		return s;
+	}
+	o = json_object();
+	if (it->page)
+		json_object_set_new(o, "page", json_true());
+	if (it->next)
+		json_object_set_new(o, "next", json_true());
+	if (it->from > 0)
+		json_object_set_new(o, "from", json_integer((json_int_t)it->from));
+	if (it->images > 0)
+		json_object_set_new(
+		    o, "images", json_integer((json_int_t)it->images));
+	if (it->unchanged)
+		json_object_set_new(o, "unchanged", json_true());
+	if (it->duplicate_of != NULL)
+		json_object_set_new(
+		    o, "duplicate_of", json_string(it->duplicate_of));
+	if (it->sha256 != NULL)
+		json_object_set_new(o, "sha256", json_string(it->sha256));
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
+
+/* Take the rarer item fields back from the store's JSON. */
+static void
+item_extra_load(struct item *it, const char *extra)
+{
+	json_t *o, *v;
+
+	if (extra == NULL || (o = json_loads(extra, 0, NULL)) == NULL)
+		return;
+	it->page = json_is_true(json_object_get(o, "page"));
+	it->next = json_is_true(json_object_get(o, "next"));
+	it->unchanged = json_is_true(json_object_get(o, "unchanged"));
+	if ((v = json_object_get(o, "from")) != NULL && json_is_integer(v))
+		it->from = (unsigned long)json_integer_value(v);
+	if ((v = json_object_get(o, "images")) != NULL && json_is_integer(v))
+		it->images = (unsigned long)json_integer_value(v);
+	if ((v = json_object_get(o, "duplicate_of")) != NULL &&
+	    json_is_string(v))
+		it->duplicate_of = xstrdup(json_string_value(v));
+	if ((v = json_object_get(o, "sha256")) != NULL && json_is_string(v))
+		it->sha256 = xstrdup(json_string_value(v));
+	json_decref(o);
+}
+
 /* Record the item in the store (state may be STORE_ITEM_COMMITTING). */
 static void
 item_store(struct item *it, int state)
 {
 	struct store_item si;
+	char *extra;
 
 	if (it->job->jobs->store == NULL)
 		return;
@@ -559,7 +695,9 @@ item_store(struct item *it, int state)
 	si.bytes = it->state == ITEM_QUEUED ? it->part_size : it->bytes;
 	si.attempts = it->attempts;
 	si.retry_at = it->retry_ev != NULL ? (long long)it->retry_at : 0;
+	si.extra = extra = item_extra(it);
 	store_update_item(it->job->jobs->store, it->job->id, &si, NULL, NULL);
+	free(extra);
 }
 
 /* Make a queued item runnable: on its job's queue, the job in the ring. */
@@ -616,13 +754,55 @@ item_name(void *arg, const char *url, const char *content_type, char **cause)
 	vars.job = j->id;
 	vars.n = it->n;
 	vars.now = time(NULL);
+	/* A name made from the digest waits for it: stage the body first. */
 	path = path_expand(j->dir,
-	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE, &vars, cause);
+	    j->hash_name ? "{job}-{n}.{ext}"
+	    : j->name != NULL ? j->name
+			      : DEFAULT_NAME_TEMPLATE,
+	    &vars, cause);
 	if (path != NULL) {
 		free(it->path);
 		it->path = xstrdup(path);
 	}
+	if (j->hash_name) {
+		free(it->ctype);
+		it->ctype = content_type != NULL ? xstrdup(content_type) : NULL;
+	}
 	return path;
+}
+
+/* Let a prepared body go to its name, or drop it as a duplicate. */
+static void
+item_place(struct item *it, struct transfer *t)
+{
+	struct jobs *js = it->job->jobs;
+	const char *sha = transfer_sha256(t), *kept;
+	struct item *other;
+
+	if (it->job->dedup && sha != NULL) {
+		/* A file with the same digest on its way in: wait for it. */
+		TAILQ_FOREACH(other, &js->hashing, hash_entry) {
+			if (other != it && other->sha256 != NULL &&
+			    strcmp(other->sha256, sha) == 0) {
+				it->dedup_wait = 1;
+				TAILQ_INSERT_TAIL(
+				    &js->hash_waiting, it, hash_entry);
+				return;
+			}
+		}
+		if ((kept = cache_find_sha256(js->cache, sha)) != NULL) {
+			free(it->duplicate_of);
+			it->duplicate_of = xstrdup(kept);
+			fetch_dedup(t, kept);
+			return;
+		}
+		TAILQ_INSERT_TAIL(&js->hashing, it, hash_entry);
+		it->dedup_wait = 2;
+	}
+	if (it->job->hash_name && it->path != NULL)
+		fetch_commit_as(t, it->path);
+	else
+		fetch_commit(t);
 }
 
 /* The body is on disk: record the final name, then let it be renamed. */
@@ -630,9 +810,47 @@ static void
 item_prepared_stored(void *arg, int ok)
 {
 	struct transfer *t = arg;
+	struct item *it;
 
 	/* Renaming even if the store failed: the file is complete. */
-	fetch_commit(t);
+	if ((it = transfer_owner(t)) == NULL)
+		fetch_commit(t); /* cancelled meanwhile: dropped */
+	else
+		item_place(it, t);
+}
+
+/* A file of this digest is in (path) or failed (NULL): wake its waiters. */
+static void
+jobs_hash_settled(struct jobs *js, const char *sha, const char *path)
+{
+	struct item *it, *tmp;
+	int first = 1;
+
+	TAILQ_FOREACH_SAFE(it, &js->hash_waiting, hash_entry, tmp) {
+		if (it->sha256 == NULL || strcmp(it->sha256, sha) != 0)
+			continue;
+		TAILQ_REMOVE(&js->hash_waiting, it, hash_entry);
+		it->dedup_wait = 0;
+		if (it->transfer == NULL)
+			continue;
+		if (path != NULL) {
+			free(it->duplicate_of);
+			it->duplicate_of = xstrdup(path);
+			fetch_dedup(it->transfer, path);
+		} else if (first) {
+			/* The first waiter takes the failed file's place. */
+			first = 0;
+			TAILQ_INSERT_TAIL(&js->hashing, it, hash_entry);
+			it->dedup_wait = 2;
+			if (it->job->hash_name && it->path != NULL)
+				fetch_commit_as(it->transfer, it->path);
+			else
+				fetch_commit(it->transfer);
+		} else {
+			TAILQ_INSERT_TAIL(&js->hash_waiting, it, hash_entry);
+			it->dedup_wait = 1;
+		}
+	}
 }
 
 /* The item's body is complete as part, to be renamed to path. */
@@ -641,18 +859,43 @@ item_prepared(void *arg, struct transfer *t, const char *path, const char *part)
 {
 	struct item *it = arg;
 	struct store_item si;
+	struct path_vars vars;
+	char *cause = NULL, *final;
 
 	free(it->path);
 	it->path = xstrdup(path);
+	if (transfer_sha256(t) != NULL) {
+		free(it->sha256);
+		it->sha256 = xstrdup(transfer_sha256(t));
+	}
+	if (it->job->hash_name && it->sha256 != NULL) {
+		/* The name from the digest, now that it is known. */
+		memset(&vars, 0, sizeof vars);
+		vars.url = it->url;
+		vars.job = it->job->id;
+		vars.n = it->n;
+		vars.now = time(NULL);
+		vars.sha256 = it->sha256;
+		vars.content_type = it->ctype;
+		final = path_expand(it->job->dir, it->job->name, &vars, &cause);
+		if (final == NULL) {
+			log_warnx("job %llu item %lu: %s; kept as %s",
+			    it->job->id, it->n, cause, path);
+			free(cause);
+		} else {
+			free(it->path);
+			it->path = final;
+		}
+	}
 	if (it->job->jobs->store == NULL) {
-		fetch_commit(t);
+		item_place(it, t);
 		return;
 	}
 	memset(&si, 0, sizeof si);
 	si.n = it->n;
 	si.url = it->url;
 	si.state = STORE_ITEM_COMMITTING;
-	si.path = path;
+	si.path = it->path;
 	si.part = part;
 	si.attempts = it->attempts;
 	si.bytes = transfer_bytes(t);
@@ -714,6 +957,306 @@ item_schedule_retry(struct item *it, long retry_after)
 	    it->part != NULL ? ", resuming" : "");
 }
 
+/* A page being parsed off the loop, and what the parse found. */
+struct parse {
+	struct item *item; /* NULL once the item was cancelled */
+	char *body;
+	size_t len;
+	char *url; /* the page's final URL, for relative references */
+	char *ctype;
+	char *etag;
+	char *last_modified;
+	int same_host;
+	int rc;
+	char *error;
+	struct html_found found;
+};
+
+/* Writer thread: parse the page. Touches nothing but the parse. */
+static void
+parse_work(void *arg)
+{
+	struct parse *p = arg;
+
+	p->rc = html_extract(p->body, p->len, p->url, p->ctype, p->same_host,
+	    &p->found, &p->error);
+	free(p->body);
+	p->body = NULL;
+}
+
+/* Free a parse. */
+static void
+parse_free(struct parse *p)
+{
+	free(p->body);
+	free(p->url);
+	free(p->ctype);
+	free(p->etag);
+	free(p->last_modified);
+	free(p->error);
+	html_found_finish(&p->found);
+	free(p);
+}
+
+/*
+ * Add what a page references as new items of its job: images not yet in
+ * the job, and up to follow_next pages reached through rel="next".
+ * Returns the number of images the page references.
+ */
+static size_t
+job_add_found(struct item *page, char *const *images, size_t nimages,
+    char *const *next, size_t nnext)
+{
+	struct job *j = page->job;
+	struct jobs *js = j->jobs;
+	struct store_item *sitems;
+	struct item *it, *first;
+	char **urls, *extra;
+	size_t i, k, n = 0, nnew = 0;
+	int *is_page;
+
+	urls = xcalloc(nimages + nnext, sizeof *urls);
+	is_page = xcalloc(nimages + nnext, sizeof *is_page);
+	for (i = 0; i < nimages; i++) {
+		if (j->seen != NULL && tfind(images[i], &j->seen, job_url_cmp))
+			continue;
+		urls[n] = xstrdup(images[i]);
+		job_seen(j, urls[n++]);
+	}
+	for (i = 0; i < nnext && j->follow_next > 0; i++) {
+		if (j->seen != NULL && tfind(next[i], &j->seen, job_url_cmp))
+			continue;
+		j->follow_next--;
+		is_page[n] = 1;
+		urls[n] = xstrdup(next[i]);
+		job_seen(j, urls[n++]);
+	}
+	if (n == 0)
+		goto out;
+	first = job_grow(j, n);
+	sitems = xcalloc(n, sizeof *sitems);
+	for (k = 0; k < n; k++) {
+		it = &first[k];
+		it->url = urls[k];
+		it->state = ITEM_QUEUED;
+		it->from = page->n + 1;
+		it->page = it->next = is_page[k];
+		nnew += !is_page[k];
+		sitems[k].n = it->n;
+		sitems[k].url = it->url;
+		sitems[k].state = STORE_ITEM_QUEUED;
+		sitems[k].extra = item_extra(it);
+		item_make_runnable(it);
+	}
+	j->count[ITEM_QUEUED] += n;
+	js->count[ITEM_QUEUED] += n;
+	if (js->store != NULL)
+		store_add_items(js->store, j->id, sitems, n, NULL, NULL);
+	for (k = 0; k < n; k++) {
+		extra = (char *)sitems[k].extra;
+		free(extra);
+	}
+	free(sitems);
+	log_info("job %llu item %lu: page %s: %zu images, %zu new, %zu more "
+		 "pages",
+	    j->id, page->n, page->url, nimages, nnew, n - nnew);
+out:
+	free(urls);
+	free(is_page);
+	return nimages;
+}
+
+/* A page ended: its images are in the job, or it failed. */
+static void
+item_page_end(struct item *it, const char *error)
+{
+	struct job *j = it->job;
+
+	if (error != NULL) {
+		free(it->error);
+		it->error = xstrdup(error);
+		item_set_state(it, ITEM_FAILED);
+		item_store(it, STORE_ITEM_FAILED);
+		log_warnx("job %llu item %lu: page %s failed: %s", j->id, it->n,
+		    it->url, error);
+	} else {
+		item_set_state(it, ITEM_DONE);
+		item_store(it, STORE_ITEM_DONE);
+		log_info("job %llu item %lu: page done %s (%lu images%s)",
+		    j->id, it->n, it->url, it->images,
+		    it->unchanged ? ", unchanged" : "");
+	}
+	j->bytes_done += it->bytes;
+	j->jobs->bytes += it->bytes;
+	item_emit(it);
+	job_update(j);
+	jobs_pump(j->jobs);
+}
+
+/* Split a newline-joined list in place into an array (caller frees). */
+static char **
+job_split_lines(char *s, size_t *n)
+{
+	char **v = NULL, *line;
+	size_t cap = 0;
+
+	*n = 0;
+	while (s != NULL && (line = strsep(&s, "\n")) != NULL) {
+		if (*line == '\0')
+			continue;
+		if (*n == cap) {
+			cap = cap == 0 ? 16 : cap * 2;
+			v = xreallocarray(v, cap, sizeof *v);
+		}
+		v[(*n)++] = line;
+	}
+	return v;
+}
+
+/* Writer: a page's parse ended. */
+static void
+parse_done_cb(struct wfile *f, enum wfile_event ev, void *arg)
+{
+	struct parse *p = arg;
+	struct item *it = p->item;
+	struct cache_entry ce;
+	struct buf_join {
+		char *s;
+		size_t len;
+	} joined = { NULL, 0 };
+	size_t i, len;
+
+	if (ev != WFILE_DONE)
+		return;
+	if (it == NULL) {
+		parse_free(p);
+		return;
+	}
+	it->task = NULL;
+	it->parse = NULL;
+	if (p->rc != 0) {
+		item_page_end(it, p->error != NULL ? p->error : "cannot parse");
+		parse_free(p);
+		return;
+	}
+	it->images = job_add_found(it, p->found.images, p->found.nimages,
+	    p->found.next, p->found.nnext);
+	if (it->job->if_changed) {
+		/* The page's image list, for a 304 next time. */
+		for (i = 0; i < p->found.nimages; i++) {
+			len = strlen(p->found.images[i]);
+			joined.s = xrealloc(joined.s, joined.len + len + 2);
+			memcpy(joined.s + joined.len, p->found.images[i], len);
+			joined.len += len;
+			joined.s[joined.len++] = '\n';
+			joined.s[joined.len] = '\0';
+		}
+		memset(&ce, 0, sizeof ce);
+		ce.url = it->url;
+		ce.etag = p->etag;
+		ce.last_modified = p->last_modified;
+		ce.size = (long long)it->bytes;
+		ce.images = joined.s != NULL ? joined.s : (char *)"";
+		ce.used = time(NULL);
+		cache_put(it->job->jobs->cache, &ce);
+		free(joined.s);
+	}
+	item_page_end(it, NULL);
+	parse_free(p);
+}
+
+/* A page's body is in: parse it on a writer thread. */
+static void
+item_page_parse(struct item *it, const struct fetch_result *res)
+{
+	struct parse *p;
+
+	p = xcalloc(1, sizeof *p);
+	p->item = it;
+	p->body = fetch_take_body(res);
+	p->len = res->body_len;
+	p->url = xstrdup(res->effective_url != NULL ? res->effective_url
+						    : it->url);
+	p->ctype = res->content_type != NULL ? xstrdup(res->content_type)
+					     : NULL;
+	p->etag = res->etag != NULL ? xstrdup(res->etag) : NULL;
+	p->last_modified =
+	    res->last_modified != NULL ? xstrdup(res->last_modified) : NULL;
+	p->same_host = it->job->same_host;
+	it->bytes = res->body_len;
+	it->parse = p;
+	it->task = wfile_task(
+	    it->job->jobs->writer, parse_work, p, parse_done_cb, p);
+}
+
+/* A page answered 304: its images are those the cache remembers. */
+static void
+item_page_unchanged(struct item *it)
+{
+	const struct cache_entry *ce;
+	char *copy = NULL, **urls;
+	size_t n = 0;
+
+	it->unchanged = 1;
+	if ((ce = cache_get(it->job->jobs->cache, it->url)) != NULL &&
+	    ce->images != NULL)
+		copy = xstrdup(ce->images);
+	urls = job_split_lines(copy, &n);
+	it->images = job_add_found(it, urls, n, NULL, 0);
+	cache_touch(it->job->jobs->cache, it->url);
+	free(urls);
+	free(copy);
+	item_page_end(it, NULL);
+}
+
+/* A page turned out to be an image: fetch it as one. */
+static void
+item_page_is_image(struct item *it)
+{
+	struct job *j = it->job;
+	struct item *img;
+	struct store_item si;
+	char *extra;
+
+	img = job_grow(j, 1);
+	img->url = xstrdup(it->url);
+	img->state = ITEM_QUEUED;
+	img->from = it->n + 1;
+	j->count[ITEM_QUEUED]++;
+	j->jobs->count[ITEM_QUEUED]++;
+	if (j->jobs->store != NULL) {
+		memset(&si, 0, sizeof si);
+		si.n = img->n;
+		si.url = img->url;
+		si.state = STORE_ITEM_QUEUED;
+		si.extra = extra = item_extra(img);
+		store_add_items(j->jobs->store, j->id, &si, 1, NULL, NULL);
+		free(extra);
+	}
+	item_make_runnable(img);
+	it->images = 1;
+	log_info("job %llu item %lu: page %s is an image; fetching it as one",
+	    j->id, it->n, it->url);
+	item_page_end(it, NULL);
+}
+
+/* Record an image's fetch in the cache, for if_changed and dedup. */
+static void
+item_cache(struct item *it, const struct fetch_result *res)
+{
+	struct cache_entry ce;
+
+	memset(&ce, 0, sizeof ce);
+	ce.url = it->url;
+	ce.etag = (char *)res->etag;
+	ce.last_modified = (char *)res->last_modified;
+	ce.size = (long long)it->bytes;
+	ce.sha256 = it->sha256;
+	ce.path = it->path;
+	ce.used = time(NULL);
+	cache_put(it->job->jobs->cache, &ce);
+}
+
 /* The item's transfer ended. */
 static void
 item_done(void *arg, const struct fetch_result *res)
@@ -721,11 +1264,60 @@ item_done(void *arg, const struct fetch_result *res)
 	struct item *it = arg;
 	struct job *j = it->job;
 	struct jobs *js = j->jobs;
+	const struct cache_entry *ce;
+	int hashing = it->dedup_wait == 2;
 
 	item_set_transfer(it, NULL);
 	if (it->transferring) {
 		it->transferring = 0;
 		js->transfers--;
+	}
+	if (hashing) {
+		TAILQ_REMOVE(&js->hashing, it, hash_entry);
+		it->dedup_wait = 0;
+	}
+	if (res->sha256 != NULL &&
+	    (it->sha256 == NULL || strcmp(it->sha256, res->sha256) != 0)) {
+		free(it->sha256);
+		it->sha256 = xstrdup(res->sha256);
+	}
+	if (res->ok && !res->duplicate) {
+		free(it->duplicate_of);
+		it->duplicate_of = NULL;
+	}
+	if (res->ok && it->page) {
+		it->http_status = res->http_status;
+		if (res->not_modified)
+			item_page_unchanged(it);
+		else if (res->page_is_image)
+			item_page_is_image(it);
+		else
+			item_page_parse(it, res);
+		jobs_pump(js);
+		return;
+	}
+	if (res->ok && res->not_modified) {
+		/* The cached fetch stands: its file is the item's. */
+		it->http_status = res->http_status;
+		it->unchanged = 1;
+		ce = cache_get(js->cache, it->url);
+		free(it->path);
+		it->path = ce != NULL && ce->path != NULL ? xstrdup(ce->path)
+							  : NULL;
+		if (ce != NULL && ce->sha256 != NULL) {
+			free(it->sha256);
+			it->sha256 = xstrdup(ce->sha256);
+		}
+		cache_touch(js->cache, it->url);
+		it->bytes = 0;
+		item_set_state(it, ITEM_DONE);
+		item_store(it, STORE_ITEM_DONE);
+		log_info("job %llu item %lu: unchanged %s", j->id, it->n,
+		    it->path != NULL ? it->path : it->url);
+		item_emit(it);
+		job_update(j);
+		jobs_pump(js);
+		return;
 	}
 	it->http_status = res->http_status;
 	free(it->error);
@@ -760,11 +1352,21 @@ item_done(void *arg, const struct fetch_result *res)
 		it->part_size = 0;
 		j->bytes_done += it->bytes;
 		js->bytes += it->bytes;
+		if (res->duplicate && it->duplicate_of != NULL) {
+			free(it->path);
+			it->path = xstrdup(it->duplicate_of);
+		}
+		if (j->if_changed || j->dedup)
+			item_cache(it, res);
+		if (hashing)
+			jobs_hash_settled(js, it->sha256, it->path);
 		item_set_state(it, ITEM_DONE);
 		item_store(it, STORE_ITEM_DONE);
 		log_info("job %llu item %lu: done %s (%llu bytes)%s", j->id,
 		    it->n, it->path, it->bytes,
-		    it->skipped ? ", existing file kept" : "");
+		    res->duplicate ? ", a duplicate: not kept"
+		    : it->skipped  ? ", existing file kept"
+				   : "");
 	} else if (res->retryable && js->stopping) {
 		/* Shutdown: leave it queued and resumable for the next start. */
 		it->error = xstrdup(res->error);
@@ -789,6 +1391,8 @@ item_done(void *arg, const struct fetch_result *res)
 		    j->id, it->n, it->url, it->attempts,
 		    it->attempts == 1 ? "" : "s", it->error);
 	}
+	if (hashing && !res->ok && it->sha256 != NULL)
+		jobs_hash_settled(js, it->sha256, NULL);
 	item_emit(it);
 	job_update(j);
 	jobs_pump(js);
@@ -837,6 +1441,7 @@ item_start(struct item *it)
 {
 	struct job *j = it->job;
 	struct fetch_request req;
+	const struct cache_entry *ce;
 
 	it->attempts++;
 	item_set_state(it, ITEM_ACTIVE);
@@ -852,6 +1457,18 @@ item_start(struct item *it)
 	req.validator = it->validator;
 	/* Until the store has the job, no file of it may reach the disk. */
 	req.hold = !j->stored;
+	req.page = it->page;
+	req.max_body = j->max_page_size > 0 ? j->max_page_size
+					     : j->jobs->cfg->max_page_size;
+	req.hash_first = j->dedup || j->hash_name;
+	if (it->from > 0)
+		req.referer = j->items[it->from - 1]->url;
+	if (j->if_changed && it->part == NULL &&
+	    (ce = cache_get(j->jobs->cache, it->url)) != NULL &&
+	    (ce->path != NULL || ce->images != NULL)) {
+		req.if_none_match = ce->etag;
+		req.if_modified_since = ce->last_modified;
+	}
 	item_set_transfer(
 	    it, fetch_start(j->jobs->fetcher, &req, &item_ops, it));
 	if (it->transfer != NULL) {
@@ -899,12 +1516,40 @@ jobs_pump(struct jobs *js)
 	}
 }
 
+/* Add n new items to a job, in one block; returns the first. */
+static struct item *
+job_grow(struct job *j, size_t n)
+{
+	struct item *slab;
+	size_t i;
+
+	if (n == 0)
+		return NULL;
+	slab = xcalloc(n, sizeof *slab);
+	j->slabs = xreallocarray(j->slabs, j->nslabs + 1, sizeof *j->slabs);
+	j->slabs[j->nslabs++] = slab;
+	if (j->nitems + n > j->capitems) {
+		j->capitems = j->capitems == 0 ? n : j->capitems * 2;
+		if (j->capitems < j->nitems + n)
+			j->capitems = j->nitems + n;
+		j->items =
+		    xreallocarray(j->items, j->capitems, sizeof *j->items);
+	}
+	for (i = 0; i < n; i++) {
+		slab[i].job = j;
+		slab[i].n = j->nitems + i;
+		slab[i].size = -1;
+		j->items[j->nitems + i] = &slab[i];
+	}
+	j->nitems += n;
+	return slab;
+}
+
 /* Allocate a job with room for nitems and register it under id. */
 static struct job *
 job_new(struct jobs *js, unsigned long long id, size_t nitems)
 {
 	struct job *j;
-	size_t i;
 
 	j = xcalloc(1, sizeof *j);
 	j->jobs = js;
@@ -913,13 +1558,7 @@ job_new(struct jobs *js, unsigned long long id, size_t nitems)
 	TAILQ_INIT(&j->watches);
 	TAILQ_INIT(&j->runq);
 	TAILQ_INIT(&j->inflight);
-	j->nitems = nitems;
-	j->items = xcalloc(nitems, sizeof *j->items);
-	for (i = 0; i < nitems; i++) {
-		j->items[i].job = j;
-		j->items[i].n = i;
-		j->items[i].size = -1;
-	}
+	job_grow(j, nitems);
 	if (id > js->njobs) {
 		js->all = xreallocarray(js->all, id, sizeof *js->all);
 		memset(
@@ -959,6 +1598,72 @@ job_accept_later_cb(evutil_socket_t fd, short what, void *arg)
 	job_stored(arg, 0);
 }
 
+/* Set a job's own options. */
+static void
+job_set_options(struct job *j, int if_changed, int dedup, int same_host,
+    int follow_next, long long max_page_size)
+{
+	j->if_changed = if_changed;
+	j->dedup = dedup;
+	j->same_host = same_host;
+	j->follow_next = follow_next;
+	j->max_page_size = max_page_size;
+	j->hash_name = path_template_has_sha256(j->name);
+}
+
+/* The job's own options as JSON for the store, or NULL for none. */
+static char *
+job_options_json(struct job *j)
+{
+	json_t *o;
+	char *s;
+
+	if (!j->if_changed && !j->dedup && !j->same_host &&
+	    j->follow_next == 0 && j->max_page_size == 0)
+		return NULL;
+	o = json_pack("{sbsbsbsisI}", "if_changed", j->if_changed, "dedup",
+	    j->dedup, "same_host", j->same_host, "follow_next", j->follow_next,
+	    "max_page_size", (json_int_t)j->max_page_size);
+	s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return s;
+}
+
+/* Take a stored job's options back. */
+static void
+job_options_load(struct job *j, const char *options)
+{
+	json_t *o;
+
+	j->hash_name = path_template_has_sha256(j->name);
+	if (options == NULL || (o = json_loads(options, 0, NULL)) == NULL)
+		return;
+	job_set_options(j, json_is_true(json_object_get(o, "if_changed")),
+	    json_is_true(json_object_get(o, "dedup")),
+	    json_is_true(json_object_get(o, "same_host")),
+	    (int)json_integer_value(json_object_get(o, "follow_next")),
+	    json_integer_value(json_object_get(o, "max_page_size")));
+	json_decref(o);
+}
+
+/* tsearch order of URLs. */
+static int
+job_url_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Note a URL as part of the job; 0 if it was already. */
+static int
+job_seen(struct job *j, char *url)
+{
+	char **slot;
+
+	if ((slot = tsearch(url, &j->seen, job_url_cmp)) == NULL)
+		fatalx("%s: tsearch failed", __func__);
+	return *slot == url;
+}
+
 /* Accept a new job. */
 struct job *
 jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
@@ -967,6 +1672,7 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	struct store_item *sitems;
 	struct store_job sj;
 	struct job *j;
+	char *options;
 	size_t i, pending;
 
 	pending = js->count[ITEM_QUEUED] + js->count[ITEM_ACTIVE];
@@ -975,15 +1681,16 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 		xasprintf(cause, "shutting down");
 		return NULL;
 	}
-	if (pending + req->nurls > (size_t)js->cfg->queue_limit) {
+	if (pending + req->nurls + req->npages >
+	    (size_t)js->cfg->queue_limit) {
 		*status = 503;
 		xasprintf(cause,
 		    "queue full: %zu items pending, %zu more would "
 		    "pass queue_limit %d",
-		    pending, req->nurls, js->cfg->queue_limit);
+		    pending, req->nurls + req->npages, js->cfg->queue_limit);
 		return NULL;
 	}
-	j = job_new(js, js->njobs + 1, req->nurls);
+	j = job_new(js, js->njobs + 1, req->npages + req->nurls);
 	j->created = time(NULL);
 	j->dir = req->dir;
 	j->name = req->name;
@@ -991,12 +1698,24 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	j->nheaders = req->nheaders;
 	j->accept_cb = cb;
 	j->accept_arg = arg;
-	for (i = 0; i < req->nurls; i++) {
-		j->items[i].url = req->urls[i];
-		j->items[i].state = ITEM_QUEUED;
-		item_make_runnable(&j->items[i]);
+	job_set_options(j, req->if_changed,
+	    req->dedup >= 0 ? req->dedup : js->cfg->dedup, req->same_host,
+	    req->follow_next, req->max_page_size);
+	/* Pages first: their images start while the listed ones run. */
+	for (i = 0; i < req->npages; i++) {
+		j->items[i]->url = req->pages[i];
+		j->items[i]->page = 1;
+	}
+	for (i = 0; i < req->nurls; i++)
+		j->items[req->npages + i]->url = req->urls[i];
+	for (i = 0; i < j->nitems; i++) {
+		j->items[i]->state = ITEM_QUEUED;
+		if (req->npages > 0)
+			job_seen(j, j->items[i]->url);
+		item_make_runnable(j->items[i]);
 	}
 	free(req->urls);
+	free(req->pages);
 	memset(req, 0, sizeof *req);
 	j->count[ITEM_QUEUED] = j->nitems;
 	js->count[ITEM_QUEUED] += j->nitems;
@@ -1013,8 +1732,9 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	sitems = xcalloc(j->nitems, sizeof *sitems);
 	for (i = 0; i < j->nitems; i++) {
 		sitems[i].n = i;
-		sitems[i].url = j->items[i].url;
+		sitems[i].url = j->items[i]->url;
 		sitems[i].state = STORE_ITEM_QUEUED;
+		sitems[i].extra = j->items[i]->page ? "{\"page\":true}" : NULL;
 	}
 	memset(&sj, 0, sizeof sj);
 	sj.id = j->id;
@@ -1024,10 +1744,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	sj.name = j->name;
 	sj.headers = j->headers;
 	sj.nheaders = j->nheaders;
+	sj.options = options = job_options_json(j);
 	sj.items = sitems;
 	sj.nitems = j->nitems;
 	store_add_job(js->store, &sj, job_stored, j);
 	free(sitems);
+	free(options);
 	/*
 	 * The network need not wait for the commit: transfers start now and
 	 * their files are held in memory (bounded like any writer backlog)
@@ -1196,6 +1918,7 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	struct item *it;
 	struct job *j;
 	size_t i;
+	int scrapes = 0;
 
 	j = job_new(js, sj->id, sj->nitems);
 	j->created = sj->created;
@@ -1209,10 +1932,14 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 			j->headers[i] = xstrdup(sj->headers[i]);
 		j->nheaders = sj->nheaders;
 	}
+	job_options_load(j, sj->options);
 	for (i = 0; i < sj->nitems; i++) {
 		si = &sj->items[i];
-		it = &j->items[i];
+		it = j->items[i];
 		it->url = xstrdup(si->url != NULL ? si->url : "");
+		item_extra_load(it, si->extra);
+		if (it->page)
+			scrapes = 1;
 		it->path = si->path != NULL ? xstrdup(si->path) : NULL;
 		it->part = si->part != NULL ? xstrdup(si->part) : NULL;
 		it->validator =
@@ -1257,6 +1984,9 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 		} else
 			item_restart_queued(it);
 	}
+	/* A scraping job must not take in a URL it has twice. */
+	for (i = 0; scrapes && i < j->nitems; i++)
+		job_seen(j, j->items[i]->url);
 	js->bytes += j->bytes_done;
 	if (sj->state >= 0 && sj->state < JOB_NSTATES)
 		j->state = (enum job_state)sj->state;
@@ -1278,6 +2008,7 @@ jobs_restore(struct jobs *js)
 	struct timeval now = { 0, 0 };
 	size_t pending;
 
+	js->cache = cache_create(js->store, js->cfg->cache_max_entries);
 	if (js->store != NULL &&
 	    store_load(js->store, jobs_restore_job, js) == -1)
 		return -1;
@@ -1296,6 +2027,7 @@ void
 jobs_reconfigure(struct jobs *js)
 {
 	fetcher_reconfigure(js->fetcher);
+	cache_set_max(js->cache, js->cfg->cache_max_entries);
 	jobs_pump(js);
 }
 
@@ -1379,15 +2111,34 @@ job_cancel(struct job *j)
 		return;
 	j->cancel_requested = 1;
 	for (i = 0; i < j->nitems; i++) {
-		it = &j->items[i];
+		it = j->items[i];
 		if (it->state != ITEM_QUEUED && it->state != ITEM_ACTIVE)
 			continue;
 		if (it->probe != NULL)
 			continue; /* finishes in item_probe_cb, then cancelled */
+		if (it->parse != NULL) {
+			/* The parse runs on; its result is dropped. */
+			it->parse->item = NULL;
+			it->parse = NULL;
+			it->task = NULL;
+		}
+		if (it->dedup_wait != 0) {
+			TAILQ_REMOVE(it->dedup_wait == 1 ? &j->jobs->hash_waiting
+							 : &j->jobs->hashing,
+			    it, hash_entry);
+			if (it->dedup_wait == 2 && it->sha256 != NULL)
+				jobs_hash_settled(j->jobs, it->sha256, NULL);
+		}
 		if (it->transfer != NULL) {
+			struct transfer *t = it->transfer;
+
 			/* A job's bytes stay the sum of its items' bytes. */
 			it->bytes = transfer_bytes(it->transfer);
 			fetch_cancel(it->transfer);
+			/* A parked prepared file waits for nothing now. */
+			if (it->dedup_wait == 1)
+				fetch_commit(t);
+			it->dedup_wait = 0;
 			item_set_transfer(it, NULL);
 			if (it->transferring) {
 				it->transferring = 0;
@@ -1478,6 +2229,17 @@ jobs_suspend_all(struct jobs *js)
 	size_t k;
 
 	js->stopping = 1;
+	/* Files parked behind one with their digest go in as they are. */
+	while ((it = TAILQ_FIRST(&js->hash_waiting)) != NULL) {
+		TAILQ_REMOVE(&js->hash_waiting, it, hash_entry);
+		it->dedup_wait = 0;
+		if (it->transfer == NULL)
+			continue;
+		if (it->job->hash_name && it->path != NULL)
+			fetch_commit_as(it->transfer, it->path);
+		else
+			fetch_commit(it->transfer);
+	}
 	for (k = 0; k < js->njobs; k++) {
 		if ((j = js->all[k]) == NULL)
 			continue;

@@ -306,6 +306,7 @@ http {{
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
     types {{
+        text/html html;
         image/png png;
         application/octet-stream bin;
     }}
