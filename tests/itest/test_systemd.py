@@ -464,8 +464,10 @@ def test_scrape_unit_command():
     with open(os.path.join(scrape, "webcams.env"), "w") as f:
         f.write("# the README's example\nIMGFETCH_DIR=cams\n"
                 "IMGFETCH_NAME={date}/{name}\nIMGFETCH_ARGS=--wait\n")
-    shutil.copy(os.path.join(scrape, "webcams.list"),
-                os.path.join(scrape, "plain.list"))
+    # Other images: the same ones would end as duplicates of the files in
+    # cams/ (dedup is on by default).
+    with open(os.path.join(scrape, "plain.list"), "w") as f:
+        f.write("%s\n%s\n" % (O.url("/files/b.png"), O.url("/files/big.png")))
     d = harness.Daemon(tmp)
 
     days = {datetime.date.today().isoformat()}
@@ -489,9 +491,20 @@ def test_scrape_unit_command():
     eq(job["state"], "done", "plain job state")
     eq(job.get("dir"), "plain", "plain job dir")
     paths = sorted(i["path"] for i in job["items"])
-    check(all(re.fullmatch(r"plain/\d{4}-\d\d-\d\d/(a|c)\.png", x)
+    check(all(re.fullmatch(r"plain/\d{4}-\d\d-\d\d/(b|big)\.png", x)
               for x in paths) and len(paths) == 2,
           "plain job paths %r" % paths)
+
+    # The same list again: dedup (on by default) keeps no second copy.
+    p, argv = scrape_run(d, etc, "webcams")
+    eq(p.returncode, 0, "second webcams run (%r, %r)" % (argv, p.stdout))
+    check(re.search(rb"^job \d+ done: 2/2 done, 0 failed, .*2 (unchanged|"
+                    rb"duplicates), ", p.stdout, re.M),
+          "second run kept new copies: %r" % p.stdout)
+    check(set(harness.files_under(d.download_dir)) - set(got) ==
+          {x for x in harness.files_under(d.download_dir)
+           if x.startswith("plain/")},
+          "second run added files: %r" % harness.files_under(d.download_dir))
     d.stop()
 
 
