@@ -125,6 +125,7 @@ def run_checks(meson, build, d, tmp):
              "imgfetchd.conf.5": "man5"}
     expected = {sbin_daemon, bin_client, conf,
                 os.path.join(etc, "scrape", "example.list"),
+                os.path.join(etc, "scrape", "example.pages"),
                 os.path.join(etc, "scrape", "example.env"),
                 os.path.join(d["SYSUSERSDIR"], "imgfetchd.conf")}
     expected |= {os.path.join(d["UNITDIR"], u) for u in units}
@@ -212,13 +213,27 @@ def run_checks(meson, build, d, tmp):
         d["SYSUSERSDIR"], "imgfetchd.conf")], re.M) is not None,
         "the sysusers.d file does not create the group imgfetch")
 
-    scrape_exec = shlex.split(one(scrape, "Service", "ExecStart",
-                                  "imgfetch-scrape@.service"))
-    want = [bin_client, "--socket", sock_path, "add", "-f",
-            os.path.join(etc, "scrape", "%i.list")]
-    check(scrape_exec[:len(want)] == want,
-          "imgfetch-scrape@.service ExecStart %r does not start with %r"
-          % (scrape_exec, want))
+    # Two commands, each run only when its file exists: the list's add,
+    # then the pages' scrape, both through the same sh -c test.
+    starts = scrape.get(("Service", "ExecStart"), [])
+    check(len(starts) == 2, "imgfetch-scrape@.service: expected two "
+          "ExecStart=, got %r" % starts)
+    for command, ext, cmd in zip(starts, ("list", "pages"),
+                                 ("add", "scrape")):
+        words = shlex.split(command)
+        f = os.path.join(etc, "scrape", "%i." + ext)
+        want = ["/bin/sh", "-c",
+                'f="$$1"; shift; test ! -e "$$f" || exec "$$@"',
+                "imgfetch-scrape", f, bin_client, "--socket", sock_path,
+                cmd, "-f", f]
+        check(words[:len(want)] == want,
+              "imgfetch-scrape@.service ExecStart %r does not start with %r"
+              % (words, want))
+    conds = scrape.get(("Unit", "ConditionPathExists"), [])
+    want = ["|" + os.path.join(etc, "scrape", "%i." + ext)
+            for ext in ("list", "pages")]
+    check(sorted(conds) == want, "imgfetch-scrape@.service "
+          "ConditionPathExists= %r, expected %r" % (conds, want))
     check(one(scrape, "Service", "EnvironmentFile",
               "imgfetch-scrape@.service")
           == "-" + os.path.join(etc, "scrape", "%i.env"),
@@ -269,19 +284,21 @@ def run_checks(meson, build, d, tmp):
               "systemd); units not verified", flush=True)
         return SKIP
 
-    # The root lacks what every system has: the kill ExecReload runs.
+    # The root lacks what every system has: the kill ExecReload runs and
+    # the sh the scrape unit runs.
     kill = shlex.split(one(svc, "Service", "ExecReload",
                            "imgfetchd.service"))[0]
-    os.makedirs(os.path.dirname(at(kill)), exist_ok=True)
-    if os.path.exists(kill):
-        shutil.copy2(kill, at(kill))
-    else:
-        # A container without procps: a stand-in, only to be found.
-        print("note: %s not found here (Debian: procps); verifying with a "
-              "stand-in" % kill)
-        with open(at(kill), "w") as f:
-            f.write("#!/bin/sh\nexit 1\n")
-        os.chmod(at(kill), 0o755)
+    for prog, pkg in ((kill, "procps"), ("/bin/sh", "dash")):
+        os.makedirs(os.path.dirname(at(prog)), exist_ok=True)
+        if os.path.exists(prog):
+            shutil.copy2(prog, at(prog))
+        else:
+            # A container without it: a stand-in, only to be found.
+            print("note: %s not found here (Debian: %s); verifying with a "
+                  "stand-in" % (prog, pkg))
+            with open(at(prog), "w") as f:
+                f.write("#!/bin/sh\nexit 1\n")
+            os.chmod(at(prog), 0o755)
 
     venv = dict(os.environ)
     venv["MANPATH"] = at(d["MANDIR"])

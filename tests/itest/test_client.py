@@ -19,8 +19,9 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import (Daemon, binary, check, corpus_origin, eq,  # noqa: E402
-                     file_sha256, fresh_dir, read_file, run, stream_sha256)
+from harness import (Daemon, Nginx, binary, check, corpus_origin,  # noqa
+                     eq, file_sha256, fresh_dir, make_png, read_file, run,
+                     stream_sha256)
 
 origin = None
 daemon = None
@@ -28,7 +29,7 @@ corpus = None
 
 SUMMARY = re.compile(r"^job (\d+) (\w+): (\d+)/(\d+) done, (\d+) failed, ",
                      re.M)
-QUEUED = re.compile(r"^job (\d+): (\d+) items? queued$", re.M)
+QUEUED = re.compile(r"^job (\d+): (\d+) (?:items?|pages?) queued$", re.M)
 PROGRESS = re.compile(r"^job \d+: \d+/\d+ done, \d+ failed, [0-9.]+ \w*B, "
                       r"[0-9.]+ \w*B/s$", re.M)
 
@@ -579,6 +580,258 @@ def test_wait_ended_job():
     daemon.wait_job(job["id"])
     rc, out, err = cli("wait", str(job["id"]))
     eq(rc, 0, "wait on a finished good job (stderr %r)" % err)
+
+
+# ------------------------------------------------------------ scrape
+
+def test_scrape_usage_errors():
+    """Bad scrape options are usage errors found before any request: exit
+    2, a message naming the option, nothing on stdout."""
+    page = origin.url("/html")
+    nosock = os.path.join(fresh_dir("scrape-usage"), "none.sock")
+    cases = [
+        (["scrape"], "scrape: no pages given"),
+        (["scrape", "--follow-next", "101", page],
+         '--follow-next: expected a number from 0 to 100, not "101"'),
+        (["scrape", "--follow-next", "-1", page], "--follow-next: "),
+        (["scrape", "--follow-next", "two", page], "--follow-next: "),
+        (["scrape", "--follow-next", "", page], "--follow-next: "),
+        (["scrape", "--max-page-size", "0", page],
+         '--max-page-size: expected a size from 1 byte to 1G, not "0"'),
+        (["scrape", "--max-page-size", "2G", page], "--max-page-size: "),
+        (["scrape", "--max-page-size", "1025M", page], "--max-page-size: "),
+        (["scrape", "--max-page-size", "10q", page], "--max-page-size: "),
+        (["scrape", "--max-page-size", "k", page], "--max-page-size: "),
+        (["scrape", "--follow-next"], "option --follow-next needs an "
+         "argument"),
+        (["add", "--same-host", page], "add: option not accepted"),
+        (["add", "--follow-next", "1", page], "add: option not accepted"),
+        (["add", "--max-page-size", "1k", page], "add: option not accepted"),
+        (["ls", "--dedup"], "ls: option not accepted"),
+        (["status", "--if-changed"], "status: option not accepted"),
+        (["wait", "--no-dedup", "1"], "wait: option not accepted"),
+    ]
+    for args, msg in cases:
+        rc, out, err = cli("--socket", nosock, *args, sock=False)
+        eq(rc, 2, "exit status of %r" % args)
+        check(err.startswith("imgfetch: " + msg),
+              "message for %r: %r, expected %r" % (args, err, msg))
+        check("usage: imgfetch" in err, "no usage for %r: %r" % (args, err))
+        eq(out, "", "stdout of %r" % args)
+    out = cli_ok("--help")
+    for word in ("scrape PAGE...", "--same-host", "--follow-next N",
+                 "--max-page-size BYTES", "--if-changed", "--dedup",
+                 "--no-if-changed", "--no-dedup"):
+        check(word in out, "%s not in the help: %r" % (word, out))
+
+
+def test_cache_options_request_form():
+    """What add and scrape send for the new options: add keeps the
+    uri-list form without them and goes as JSON with them; --no-* after
+    the option wins; scrape sends pages with if_changed and dedup on unless
+    turned off, and its page options as given."""
+    url = origin.url("/files/a.png")
+    page = origin.url("/html")
+    tap = Tap(daemon.sock)
+    try:
+        def send(*args):
+            rc, out, err = cli("--socket", tap.sock, *args, sock=False)
+            posts = tap.posts()
+            eq(len(posts), 1, "POSTs of %r (stderr %r)" % (args, err))
+            ctype, _target, _hdrs, body = posts[0]
+            return rc, err, ctype, body
+
+        rc, err, ctype, body = send("add", url, "--dir", "cli/form")
+        eq(rc, 0, "add (stderr %r)" % err)
+        eq(ctype, "text/uri-list", "add without the options")
+
+        rc, err, ctype, body = send("add", url, "--dir", "cli/form",
+                                    "--if-changed", "--dedup")
+        eq(rc, 0, "add --if-changed --dedup (stderr %r)" % err)
+        eq(ctype, "application/json", "add --if-changed --dedup")
+        eq(json.loads(body), {"urls": [url], "dir": "cli/form",
+                              "if_changed": True, "dedup": True},
+           "add --if-changed --dedup body")
+
+        rc, err, ctype, body = send("add", url, "--dir", "cli/form",
+                                    "--if-changed", "--dedup",
+                                    "--no-if-changed", "--no-dedup")
+        eq(rc, 0, "add --no-if-changed --no-dedup (stderr %r)" % err)
+        eq(json.loads(body), {"urls": [url], "dir": "cli/form",
+                              "dedup": False},
+           "add with --no-if-changed --no-dedup last")
+
+        _rc, err, ctype, body = send("scrape", page, page + "?x=1",
+                                     "--same-host", "--follow-next", "2",
+                                     "--max-page-size", "64k", "--dir",
+                                     "cli/form", "--name", "{n}.{ext}")
+        eq(ctype, "application/json", "scrape")
+        eq(json.loads(body), {"pages": [page, page + "?x=1"],
+                              "dir": "cli/form", "name": "{n}.{ext}",
+                              "same_host": True, "follow_next": 2,
+                              "max_page_size": 65536, "if_changed": True,
+                              "dedup": True}, "scrape body")
+
+        _rc, err, ctype, body = send("scrape", page, "--no-if-changed",
+                                     "--no-dedup", "--max-page-size", "3M",
+                                     "--follow-next", "0")
+        eq(json.loads(body), {"pages": [page], "dedup": False,
+                              "follow_next": 0,
+                              "max_page_size": 3 * 1024 * 1024},
+           "scrape --no-if-changed --no-dedup body")
+    finally:
+        tap.stop()
+
+
+def test_scrape_refused():
+    """A page the daemon refuses: its 400 message, naming pages[i], and
+    exit 2; the pages file is read like an add list."""
+    rc, out, err = cli("scrape", origin.url("/html"), "ftp://127.0.0.1/x")
+    eq(rc, 2, "exit status for a refused page (stderr %r)" % err)
+    check(re.match(r"^imgfetch: 400: .*pages\[1\]", err), "message %r" % err)
+    eq(out, "", "stdout of a refused scrape")
+    path = os.path.join(fresh_dir("scrape-file"), "x.pages")
+    with open(path, "w") as f:
+        f.write("# pages\n\n%s\n  file:///etc/passwd  \n" % origin.url("/html"))
+    rc, out, err = cli("scrape", "-f", path)
+    eq(rc, 2, "exit status for a refused page from a file (stderr %r)" % err)
+    check(re.match(r"^imgfetch: 400: .*pages\[1\]", err), "message %r" % err)
+
+
+def site(n, seed):
+    """A fresh web root with img/0.png .. img/N-1.png (distinct PNGs of
+    this seed) served by nginx: (nginx, {relative path: bytes})."""
+    www = fresh_dir("www")
+    files = {}
+    for i in range(n):
+        rel = "img/%d.png" % i
+        files[rel] = make_png(os.path.join(www, rel), 12, 12,
+                              seed=seed * 100 + i)
+    return Nginx(www), www, files
+
+
+def write_page(www, name, srcs):
+    with open(os.path.join(www, name), "w") as f:
+        f.write("<!doctype html><html><head><title>t</title></head><body>\n"
+                + "".join('<p><img src="%s" alt=""></p>\n' % s for s in srcs)
+                + "</body></html>\n")
+
+
+def image_items(job):
+    return [it for it in job["items"] if it.get("kind") != "page"]
+
+
+def test_scrape_wait_then_unchanged():
+    """scrape --wait against nginx: the page shown as a page with its image
+    count, each image done with its file equal to nginx's; status shows the
+    same. A second scrape (if_changed on by default) ends every image
+    unchanged and the summary counts them, also with --quiet (the counts
+    then come from the job fetched at the end)."""
+    ng, www, files = site(3, seed=71)
+    try:
+        write_page(www, "g.html", ["img/0.png", "/img/1.png",
+                                   ng.url("/img/2.png")])
+        page = ng.url("/g.html")
+        rc, out, err = cli("scrape", page, "--dir", "cli/scrape", "--wait")
+        eq(rc, 0, "scrape --wait (stdout %r, stderr %r)" % (out, err))
+        m = QUEUED.search(out)
+        check(m and m.group(0).endswith("1 page queued"),
+              "no 'job N: 1 page queued' in %r" % out)
+        jid = job_id(out)
+        check(re.search(r"^page 0 %s: 3 images$" % re.escape(page), out,
+                        re.M), "no 'page 0 URL: 3 images' line in %r" % out)
+        job = daemon.job(jid)
+        images = image_items(job)
+        eq(len(images), 3, "image items of %r" % job)
+        want = {ng.url("/img/%d.png" % i): files["img/%d.png" % i]
+                for i in range(3)}
+        for it in images:
+            eq(it["state"], "done", "state of image %d" % it["n"])
+            check(read_file(daemon.path(it["path"])) == want[it["url"]],
+                  "%s: file differs from nginx's" % it["url"])
+            check(re.search(r"^done %d %s$" % (it["n"],
+                                               re.escape(it["path"])),
+                            out, re.M),
+                  "no 'done %d PATH' line in %r" % (it["n"], out))
+        m = summary(out)
+        eq((m.group(2), m.group(3), m.group(4)), ("done", "4", "4"),
+           "summary of the first scrape")
+        check("unchanged" not in out and "duplicate" not in out,
+              "first scrape has unchanged or duplicates: %r" % out)
+
+        st = cli_ok("status", str(jid))
+        check(re.search(r"^\s+0\s+done\s+.*\bpage %s: 3 images$"
+                        % re.escape(page), st, re.M),
+              "status does not show the page: %r" % st)
+
+        for quiet in ([], ["--quiet"]):
+            rc, out, err = cli(*quiet, "scrape", page, "--dir", "cli/scrape",
+                               "--wait")
+            eq(rc, 0, "second scrape %r (stderr %r)" % (quiet, err))
+            check(re.search(r"^job \d+ done: 4/4 done, 0 failed, "
+                            r"3 unchanged, ", out, re.M),
+                  "summary does not count 3 unchanged: %r" % out)
+            job = daemon.job(job_id(out))
+            eq([it.get("unchanged") for it in image_items(job)],
+               [True] * 3, "images of the second scrape %r" % quiet)
+            if not quiet:
+                for it in image_items(job):
+                    check(re.search(r"^done %d \S.*: unchanged$" % it["n"],
+                                    out, re.M),
+                          "no unchanged line for %d in %r" % (it["n"], out))
+            st = cli_ok("status", str(job_id(out)))
+            check(len(re.findall(r": unchanged$", st, re.M)) == 3,
+                  "status does not show 3 unchanged: %r" % st)
+    finally:
+        ng.stop()
+
+
+def test_add_if_changed_and_dedup():
+    """add --if-changed --dedup: the same bytes under two URLs are kept
+    once, the other item "duplicate of" the kept file; a second run ends
+    them unchanged. Without the options nothing is skipped."""
+    ng, www, files = site(2, seed=83)
+    try:
+        with open(os.path.join(www, "img", "copy.png"), "wb") as f:
+            f.write(files["img/0.png"])
+        urls = [ng.url("/img/0.png"), ng.url("/img/1.png"),
+                ng.url("/img/copy.png")]
+        rc, out, err = cli("add", *urls, "--dir", "cli/dedup",
+                           "--if-changed", "--dedup", "--wait")
+        eq(rc, 0, "add --if-changed --dedup (stderr %r)" % err)
+        job = daemon.job(job_id(out))
+        dups = [it for it in job["items"] if it.get("duplicate_of")]
+        eq(len(dups), 1, "duplicates in %r" % job)
+        dup = dups[0]
+        check(read_file(daemon.path(dup["duplicate_of"]))
+              == files["img/0.png"], "duplicate_of names another file")
+        check(re.search(r"^done %d %s: duplicate of %s$"
+                        % (dup["n"], re.escape(dup["url"]),
+                           re.escape(dup["duplicate_of"])), out, re.M),
+              "no 'done N URL: duplicate of PATH' line in %r" % out)
+        check(re.search(r"^job \d+ done: 3/3 done, 0 failed, "
+                        r"1 duplicate, ", out, re.M),
+              "summary does not count the duplicate: %r" % out)
+        st = cli_ok("status", str(job["id"]))
+        check(re.search(r"%s: duplicate of %s$"
+                        % (re.escape(dup["url"]),
+                           re.escape(dup["duplicate_of"])), st, re.M),
+              "status does not show the duplicate: %r" % st)
+
+        rc, out, err = cli("add", *urls[:2], "--dir", "cli/dedup",
+                           "--if-changed", "--dedup", "--wait")
+        eq(rc, 0, "second add (stderr %r)" % err)
+        check(re.search(r"^job \d+ done: 2/2 done, 0 failed, "
+                        r"2 unchanged, ", out, re.M),
+              "summary does not count 2 unchanged: %r" % out)
+
+        rc, out, err = cli("add", *urls[:2], "--dir", "cli/dedup-off",
+                           "--wait")
+        eq(rc, 0, "add without the options (stderr %r)" % err)
+        check("unchanged" not in out and "duplicate" not in out,
+              "add without the options skipped something: %r" % out)
+    finally:
+        ng.stop()
 
 
 if __name__ == "__main__":

@@ -383,19 +383,33 @@ def systemd_words(command, env):
         if m:
             out.extend(env.get(m.group(1), "").split())
             continue
-        out.append(re.sub(r"\$\{(\w+)\}", lambda x: env.get(x.group(1), ""),
-                          word))
+        word = re.sub(r"\$\{(\w+)\}", lambda x: env.get(x.group(1), ""),
+                      word)
+        out.append(word.replace("$$", "$"))
     return out
 
 
+class UnitRun:
+    """What running a unit's ExecStart= lines in turn gave: the exit
+    status of the last one run, all output, and the argv of each run."""
+
+    def __init__(self):
+        self.returncode = 0
+        self.stdout = b""
+        self.argvs = []
+        self.skipped = False
+
+
 def scrape_run(d, etc, instance):
-    """Run imgfetch-scrape@INSTANCE.service's ExecStart against d."""
+    """Run imgfetch-scrape@INSTANCE.service against d the way systemd
+    does: skipped unless one of its "|" conditions holds, then each
+    ExecStart= in turn until one fails."""
     text = open(os.path.join(SRCDIR, "systemd",
                              "imgfetch-scrape@.service.in")).read()
     text = text.replace("%i", instance).replace("@sysconfdir@", etc)
     text = text.replace("@bindir@/imgfetch", harness.binary("IMGFETCH"))
     text = text.replace("/run/imgfetchd/imgfetchd.sock", d.sock)
-    env, command = {}, None
+    env, commands, conds = {}, [], []
     for line in text.splitlines():
         key, _, value = line.partition("=")
         if key == "Environment":
@@ -414,11 +428,26 @@ def scrape_run(d, etc, instance):
                 check(value.startswith("-"), "EnvironmentFile %s is "
                       "required but missing" % path)
         elif key == "ExecStart":
-            command = value
-    check(command is not None, "no ExecStart in imgfetch-scrape@.service")
-    argv = systemd_words(command, env)
-    return subprocess.run(argv, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, timeout=60), argv
+            commands.append(value)
+        elif key == "ConditionPathExists":
+            check(value.startswith("|"), "ConditionPathExists=%s is not a "
+                  "triggering (|) condition" % value)
+            conds.append(value[1:])
+    check(commands, "no ExecStart in imgfetch-scrape@.service")
+    r = UnitRun()
+    if conds and not any(os.path.exists(c) for c in conds):
+        r.skipped = True
+        return r, []
+    for command in commands:
+        argv = systemd_words(command, env)
+        r.argvs.append(argv)
+        p = subprocess.run(argv, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=60)
+        r.returncode = p.returncode
+        r.stdout += p.stdout
+        if p.returncode != 0:
+            break
+    return r, r.argvs
 
 
 def test_scrape_unit_command():
@@ -435,8 +464,10 @@ def test_scrape_unit_command():
     with open(os.path.join(scrape, "webcams.env"), "w") as f:
         f.write("# the README's example\nIMGFETCH_DIR=cams\n"
                 "IMGFETCH_NAME={date}/{name}\nIMGFETCH_ARGS=--wait\n")
-    shutil.copy(os.path.join(scrape, "webcams.list"),
-                os.path.join(scrape, "plain.list"))
+    # Other images: the same ones would end as duplicates of the files in
+    # cams/ (dedup is on by default).
+    with open(os.path.join(scrape, "plain.list"), "w") as f:
+        f.write("%s\n%s\n" % (O.url("/files/b.png"), O.url("/files/big.png")))
     d = harness.Daemon(tmp)
 
     days = {datetime.date.today().isoformat()}
@@ -460,10 +491,117 @@ def test_scrape_unit_command():
     eq(job["state"], "done", "plain job state")
     eq(job.get("dir"), "plain", "plain job dir")
     paths = sorted(i["path"] for i in job["items"])
-    check(all(re.fullmatch(r"plain/\d{4}-\d\d-\d\d/(a|c)\.png", x)
+    check(all(re.fullmatch(r"plain/\d{4}-\d\d-\d\d/(b|big)\.png", x)
               for x in paths) and len(paths) == 2,
           "plain job paths %r" % paths)
+
+    # The same list again: dedup (on by default) keeps no second copy.
+    p, argv = scrape_run(d, etc, "webcams")
+    eq(p.returncode, 0, "second webcams run (%r, %r)" % (argv, p.stdout))
+    check(re.search(rb"^job \d+ done: 2/2 done, 0 failed, .*2 (unchanged|"
+                    rb"duplicates), ", p.stdout, re.M),
+          "second run kept new copies: %r" % p.stdout)
+    check(set(harness.files_under(d.download_dir)) - set(got) ==
+          {x for x in harness.files_under(d.download_dir)
+           if x.startswith("plain/")},
+          "second run added files: %r" % harness.files_under(d.download_dir))
     d.stop()
+
+
+def jobs_of(d):
+    """The daemon's jobs, oldest first."""
+    status, _hdrs, reply = d.api("GET", "/v1/jobs")
+    eq(status, 200, "GET /v1/jobs")
+    return sorted(reply["jobs"], key=lambda j: j["id"])
+
+
+def test_scrape_unit_pages():
+    """imgfetch-scrape@.service with NAME.pages and/or NAME.list: each file
+    present is submitted (the list with add --if-changed --dedup, the pages
+    with scrape), a missing one is no error, neither skips the unit,
+    IMGFETCH_ARGS can turn the cache options off, and a refused list fails
+    the unit before the pages are sent."""
+    tmp = harness.fresh_dir("scrape-pages")
+    etc = os.path.join(tmp, "etc")
+    scrape = os.path.join(etc, "imgfetchd", "scrape")
+    os.makedirs(scrape)
+    page = O.url("/html")
+    image = O.url("/files/a.png")
+    for name in ("both", "pagesonly", "bad", "off"):
+        with open(os.path.join(scrape, name + ".pages"), "w") as f:
+            f.write("# a page\n%s\n" % page)
+    for name in ("both", "listonly", "off"):
+        with open(os.path.join(scrape, name + ".list"), "w") as f:
+            f.write("%s\n" % image)
+    with open(os.path.join(scrape, "bad.list"), "w") as f:
+        f.write("ftp://127.0.0.1/x.png\n")
+    with open(os.path.join(scrape, "off.env"), "w") as f:
+        f.write("IMGFETCH_ARGS=--no-if-changed --no-dedup\n"
+                "IMGFETCH_SCRAPE_ARGS=--same-host --follow-next 2\n")
+    d = harness.Daemon(tmp)
+    try:
+        r, _ = scrape_run(d, etc, "none")
+        check(r.skipped, "an instance with neither file was not skipped")
+
+        def run_new(instance):
+            before = {j["id"] for j in jobs_of(d)}
+            r, argvs = scrape_run(d, etc, instance)
+            new = [j for j in jobs_of(d) if j["id"] not in before]
+            return r, argvs, new
+
+        for instance, kinds in (("both", ["add", "scrape"]),
+                                ("pagesonly", ["scrape"]),
+                                ("listonly", ["add"])):
+            r, argvs, new = run_new(instance)
+            eq(r.returncode, 0, "%s exit status (%r, %r)"
+               % (instance, argvs, r.stdout))
+            eq(len(argvs), 2, "%s: commands run" % instance)
+            eq(len(new), len(kinds), "%s: jobs submitted (%r)"
+               % (instance, r.stdout))
+            for job, kind in zip(new, kinds):
+                eq(job.get("dir"), instance, "%s %s job dir"
+                   % (instance, kind))
+            for argv in argvs:
+                check(argv[:2] == ["/bin/sh", "-c"], "not sh -c: %r" % argv)
+                cmd = argv[argv.index("--socket") + 2]
+                want = {"add": ["--if-changed", "--dedup"],
+                        "scrape": []}[cmd]
+                check(all(w in argv for w in want), "%s %s: %r lacks %r"
+                      % (instance, cmd, argv, want))
+            jobs = [d.wait_job(j["id"]) for j in new]
+            if "add" in kinds:
+                job = jobs[0]
+                eq(job["state"], "done", "%s list job" % instance)
+                eq([i["url"] for i in job["items"]], [image],
+                   "%s list job items" % instance)
+            if "scrape" in kinds:
+                job = jobs[-1]
+                pages = [i for i in job.get("items", [])
+                         if i.get("kind") == "page"]
+                eq([i["url"] for i in pages], [page],
+                   "%s scrape job's pages" % instance)
+
+        # The env's options come after the unit's: the last one wins.
+        r, argvs, new = run_new("off")
+        eq(r.returncode, 0, "off exit status (%r)" % r.stdout)
+        add_argv, scrape_argv = argvs
+        check(add_argv.index("--no-if-changed") >
+              add_argv.index("--if-changed") and
+              add_argv.index("--no-dedup") > add_argv.index("--dedup"),
+              "IMGFETCH_ARGS do not follow the defaults: %r" % add_argv)
+        check(scrape_argv[-5:] == ["--no-if-changed", "--no-dedup",
+                                   "--same-host", "--follow-next", "2"],
+              "scrape options: %r" % scrape_argv)
+        eq(len(new), 2, "off: jobs submitted")
+
+        # A refused list fails the unit; the pages are not sent.
+        r, argvs, new = run_new("bad")
+        eq(r.returncode, 2, "bad exit status (%r)" % r.stdout)
+        check(b"400" in r.stdout, "no 400 message: %r" % r.stdout)
+        eq(len(argvs), 1, "commands run after a failed one")
+        eq(new, [], "jobs submitted by a failing unit")
+    finally:
+        d.stop()
 
 
 harness.run(globals())
