@@ -164,6 +164,17 @@ add_options(json_t *body, struct add_opts *o)
 	if (o->max_page_size != -1)
 		json_object_set_new(
 		    body, "max_page_size", json_integer(o->max_page_size));
+	if (o->timeout != -1)
+		json_object_set_new(body, "timeout", json_integer(o->timeout));
+	if (o->retries != -1)
+		json_object_set_new(body, "retries", json_integer(o->retries));
+	if (o->proxy != NULL)
+		json_object_set_new(body, "proxy", add_string(o->proxy));
+	if (o->no_proxy != NULL)
+		json_object_set_new(body, "no_proxy", add_string(o->no_proxy));
+	if (o->user_agent != NULL)
+		json_object_set_new(
+		    body, "user_agent", add_string(o->user_agent));
 }
 
 /* Build the JSON job body; NULL after reporting a bad header. */
@@ -194,7 +205,7 @@ add_body(struct add_opts *o)
 
 /*
  * Whether a text/uri-list carries the job exactly: it has no place for
- * pages, headers or the caching options, and its parser trims blanks,
+ * pages, headers, the caching or the network options, and its parser trims blanks,
  * splits at LF and skips empty lines and lines starting with '#', so such
  * URLs must go as JSON (which refuses them with the message the user has
  * always seen).
@@ -206,7 +217,8 @@ add_listable(struct add_opts *o)
 	size_t i;
 
 	if (o->scrape || o->headers.n != 0 || o->if_changed == 1 ||
-	    o->dedup != -1)
+	    o->dedup != -1 || o->timeout != -1 || o->retries != -1 ||
+	    o->proxy != NULL || o->no_proxy != NULL || o->user_agent != NULL)
 		return 0;
 	for (i = 0; i < o->urls.n; i++) {
 		p = (const unsigned char *)o->urls.v[i];

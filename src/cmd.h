@@ -30,6 +30,11 @@ struct add_opts {
 	int same_host; /* scrape: images on the pages' hosts only */
 	int follow_next; /* scrape: rel="next" pages to follow, -1 unset */
 	long long max_page_size; /* scrape: bytes, -1 unset */
+	long timeout; /* seconds per item, -1 unset */
+	int retries; /* extra attempts, -1 unset */
+	const char *proxy; /* proxy URL ("" direct), NULL unset */
+	const char *no_proxy; /* hosts that bypass it, NULL unset */
+	const char *user_agent; /* NULL unset */
 };
 
 int add_read(struct strings *, const char *);

@@ -41,6 +41,11 @@ enum {
 	OPT_SAME_HOST,
 	OPT_FOLLOW_NEXT,
 	OPT_MAX_PAGE_SIZE,
+	OPT_TIMEOUT,
+	OPT_RETRIES,
+	OPT_PROXY,
+	OPT_NO_PROXY,
+	OPT_USER_AGENT,
 };
 
 /* The command line, parsed. */
@@ -125,6 +130,12 @@ help(void)
 	    "                        (0 to 100)\n"
 	    "      --max-page-size BYTES  scrape: largest page read (k, M, G\n"
 	    "                        suffixes: KiB, MiB, GiB; at most 1G)\n"
+	    "      --timeout SECONDS seconds per item (the daemon caps it)\n"
+	    "      --retries N       extra attempts per item (capped too)\n"
+	    "      --user-agent UA   the User-Agent of the job's requests\n"
+	    "      --proxy URL       the job's proxy ('' for none), where\n"
+	    "                        the daemon allows jobs to choose\n"
+	    "      --no-proxy HOSTS  hosts the job reaches without it\n"
 	    "  -q, --quiet           waiting: no progress and no line per\n"
 	    "                        done item, only failures and the end\n"
 	    "      --state STATE     ls: only jobs in STATE\n"
@@ -167,23 +178,29 @@ header_check(const char *h)
 	return strcspn(h, " \t") >= (size_t)(colon - h);
 }
 
-/* Read --follow-next's N, 0 to PAGE_FOLLOW_MAX; -1 if it is not one. */
-static int
-follow_parse(const char *s)
+/* Read an option's whole number from min to max; -1 if it is not one. */
+static long
+number_parse(const char *option, const char *s, long min, long max)
 {
 	char *end;
 	long n;
 
 	errno = 0;
 	n = strtol(s, &end, 10);
-	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || n < 0 ||
-	    n > PAGE_FOLLOW_MAX) {
-		warnx("--follow-next: expected a number from 0 to %d, not "
-		      "\"%s\"",
-		    PAGE_FOLLOW_MAX, s);
+	if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 ||
+	    n < min || n > max) {
+		warnx("%s: expected a number from %ld to %ld, not \"%s\"",
+		    option, min, max, s);
 		return -1;
 	}
-	return (int)n;
+	return n;
+}
+
+/* Read --follow-next's N, 0 to PAGE_FOLLOW_MAX; -1 if it is not one. */
+static int
+follow_parse(const char *s)
+{
+	return (int)number_parse("--follow-next", s, 0, PAGE_FOLLOW_MAX);
 }
 
 /*
@@ -397,6 +414,11 @@ options_parse(struct options *o, int argc, char **argv)
 		{ "name", required_argument, NULL, 'n' },
 		{ "no-dedup", no_argument, NULL, OPT_NO_DEDUP },
 		{ "no-if-changed", no_argument, NULL, OPT_NO_IF_CHANGED },
+		{ "no-proxy", required_argument, NULL, OPT_NO_PROXY },
+		{ "proxy", required_argument, NULL, OPT_PROXY },
+		{ "retries", required_argument, NULL, OPT_RETRIES },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "user-agent", required_argument, NULL, OPT_USER_AGENT },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "same-host", no_argument, NULL, OPT_SAME_HOST },
 		{ "socket", required_argument, NULL, 's' },
@@ -470,6 +492,30 @@ options_parse(struct options *o, int argc, char **argv)
 				return -1;
 			o->used |= OPT_SCRAPE;
 			break;
+		case OPT_TIMEOUT:
+			if ((o->add.timeout = number_parse("--timeout", optarg,
+				 1, 2147483)) < 0)
+				return -1;
+			o->used |= OPT_ADD;
+			break;
+		case OPT_RETRIES:
+			if ((o->add.retries = (int)number_parse(
+				 "--retries", optarg, 0, 100)) < 0)
+				return -1;
+			o->used |= OPT_ADD;
+			break;
+		case OPT_PROXY:
+			o->add.proxy = optarg;
+			o->used |= OPT_ADD;
+			break;
+		case OPT_NO_PROXY:
+			o->add.no_proxy = optarg;
+			o->used |= OPT_ADD;
+			break;
+		case OPT_USER_AGENT:
+			o->add.user_agent = optarg;
+			o->used |= OPT_ADD;
+			break;
 		case 'V':
 			printf("imgfetch %s\n", IMGFETCHD_VERSION);
 			return 1;
@@ -542,6 +588,8 @@ main(int argc, char **argv)
 	o.add.dedup = -1;
 	o.add.follow_next = -1;
 	o.add.max_page_size = -1;
+	o.add.timeout = -1;
+	o.add.retries = -1;
 	switch (options_parse(&o, argc, argv)) {
 	case 1:
 		rv = EXIT_DONE;

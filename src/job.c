@@ -144,6 +144,8 @@ struct job {
 	long long max_page_size;
 	int hash_name; /* the name template uses {sha256} */
 	void *seen; /* tsearch tree of the job's URLs, once it scrapes */
+	size_t nunchanged; /* images done unchanged (304) */
+	size_t nduplicates; /* images done as duplicates */
 	struct item_queue runq;
 	struct item_queue inflight; /* items with a transfer */
 	size_t count[ITEM_NSTATES];
@@ -567,6 +569,10 @@ job_json(struct job *j, enum job_items which)
 	json_object_set_new(
 	    o, "cancelled", json_integer((json_int_t)j->count[ITEM_CANCELLED]));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)job_bytes(j)));
+	json_object_set_new(
+	    o, "unchanged", json_integer((json_int_t)j->nunchanged));
+	json_object_set_new(
+	    o, "duplicates", json_integer((json_int_t)j->nduplicates));
 	json_object_set_new(
 	    o, "dir", json_string(j->dir != NULL ? j->dir : ""));
 	json_object_set_new(o, "name",
@@ -1369,6 +1375,7 @@ item_done(void *arg, const struct fetch_result *res)
 		}
 		cache_touch(js->cache, it->url);
 		it->bytes = 0;
+		j->nunchanged++;
 		item_set_state(it, ITEM_DONE);
 		item_store(it, STORE_ITEM_DONE);
 		log_info("job %llu item %lu: unchanged %s", j->id, it->n,
@@ -1414,6 +1421,7 @@ item_done(void *arg, const struct fetch_result *res)
 		if (res->duplicate && it->duplicate_of != NULL) {
 			free(it->path);
 			it->path = xstrdup(it->duplicate_of);
+			j->nduplicates++;
 		}
 		if (j->if_changed || j->dedup)
 			item_cache(it, res);
@@ -2039,6 +2047,10 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 		case STORE_ITEM_DONE:
 			it->state = ITEM_DONE;
 			j->bytes_done += it->bytes;
+			if (!it->page && it->unchanged)
+				j->nunchanged++;
+			if (it->duplicate_of != NULL)
+				j->nduplicates++;
 			break;
 		case STORE_ITEM_FAILED:
 			it->state = ITEM_FAILED;

@@ -545,9 +545,10 @@ watch_stream(struct watch *w)
 }
 
 /*
- * Count the job's unchanged and duplicate images, for the summary: from
- * the final job when the stream listed every item, else from the job
- * fetched once more.
+ * Count the job's unchanged and duplicate images, for the summary: the
+ * daemon's own counts in the final job; from a daemon without them, its
+ * items (those of the final job when the stream listed every item, else
+ * those of the job fetched once more).
  */
 static void
 watch_tally(struct watch *w, char *text, size_t len)
@@ -559,6 +560,12 @@ watch_tally(struct watch *w, char *text, size_t len)
 	int n;
 
 	text[0] = '\0';
+	if (field_get(w->final, "unchanged") != NULL) {
+		/* The daemon counts them itself. */
+		unchanged = field_int(w->final, "unchanged", 0);
+		dups = field_int(w->final, "duplicates", 0);
+		goto out;
+	}
 	if (strcmp(w->items, "all") == 0)
 		job = json_incref(w->final);
 	else {
@@ -579,6 +586,7 @@ watch_tally(struct watch *w, char *text, size_t len)
 		}
 	}
 	json_decref(job);
+out:
 	n = 0;
 	if (unchanged > 0)
 		n = snprintf(text, len, ", %lld unchanged", unchanged);

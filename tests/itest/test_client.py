@@ -834,5 +834,35 @@ def test_add_if_changed_and_dedup():
         ng.stop()
 
 
+def test_add_network_options():
+    """--timeout, --retries and --user-agent reach the daemon as the job's
+    own options (shown on the job); a bad
+    number is a usage error naming the option."""
+    ng, www, files = site(1, seed=91)
+    try:
+        rc, out, err = cli("add", ng.url("/img/0.png"), "--dir", "cli/net",
+                           "--timeout", "30", "--retries", "2",
+                           "--user-agent", "netflags/1", "--wait")
+        eq(rc, 0, "add with network options (stderr %r)" % err)
+        job = daemon.job(job_id(out))
+        eq((job.get("timeout"), job.get("retries"), job.get("user_agent")),
+           (30, 2, "netflags/1"), "the job's options")
+        agents = [r for r in ng.requests() if r["uri"] == "/img/0.png"]
+        eq(len(agents), 1, "requests")
+        for args, want in ((["--timeout", "0"], "--timeout"),
+                           (["--retries", "x"], "--retries"),
+                           (["--retries", "101"], "--retries")):
+            rc, out, err = cli("add", ng.url("/img/0.png"), *args)
+            eq(rc, 2, "exit status for %r" % (args,))
+            check(want in err, "message for %r: %r" % (args, err))
+        # a proxy the daemon does not let jobs choose: its 400, exit 2
+        rc, out, err = cli("add", ng.url("/img/0.png"), "--proxy",
+                           "http://127.0.0.1:9")
+        eq(rc, 2, "exit status of a refused --proxy")
+        check("allow_job_proxy" in err, "the daemon's reason: %r" % err)
+    finally:
+        ng.stop()
+
+
 if __name__ == "__main__":
     run(globals())
