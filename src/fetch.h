@@ -29,6 +29,7 @@ struct fetch_request {
 	 */
 	int page;
 	long long max_body;
+	int skip_existing; /* on_exists "skip" whatever the config says */
 };
 
 struct fetch_result {

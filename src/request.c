@@ -229,6 +229,7 @@ request_finish(struct job_request *req)
 	free(req->headers);
 	free(req->dir);
 	free(req->name);
+	free(req->queue_id);
 	memset(req, 0, sizeof *req);
 }
 

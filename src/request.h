@@ -18,6 +18,9 @@ struct job_request {
 	int same_host; /* keep only images on a page's own host */
 	int follow_next; /* pages reached through rel="next" to scrape too */
 	long long max_page_size; /* bytes, 0 for the config's */
+	/* Set by the shared queue (queue.c), never from a request body: */
+	char *queue_id; /* the stream entry the job came from, or NULL */
+	int skip_existing; /* keep files already there (a claimed entry) */
 };
 
 /*
