@@ -516,12 +516,33 @@ config_parse_redis(const char *s, struct config_redis *r, char **cause)
 	CURLU *u;
 	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
 	char *query = NULL;
-	long v;
+	long v = 0;
 	int rc = -1;
 
 	memset(r, 0, sizeof *r);
 	if (s[0] == '/') {
 		r->path = xstrdup(s);
+		return 0;
+	}
+	/* unix://PATH[?db=N]: a path, not a host, follows the slashes. */
+	if (strncmp(s, "unix://", 7) == 0) {
+		s += 7;
+		if (s[0] != '/' || s[1] == '\0' || s[1] == '?') {
+			xasprintf(cause, "unix:// needs an absolute path");
+			return -1;
+		}
+		r->path = xstrndup(s, strcspn(s, "?"));
+		s += strlen(r->path);
+		if (*s != '\0' &&
+		    (strncmp(s, "?db=", 4) != 0 ||
+			(v = config_parse_number(s + 4, 1000000)) == -1)) {
+			xasprintf(
+			    cause, "unix://: only ?db=N may follow the path");
+			config_redis_finish(r);
+			return -1;
+		}
+		if (*s != '\0')
+			r->db = (int)v;
 		return 0;
 	}
 	if ((u = curl_url()) == NULL)
@@ -536,26 +557,6 @@ config_parse_redis(const char *s, struct config_redis *r, char **cause)
 	}
 	curl_url_get(u, CURLUPART_PATH, &path, 0);
 	curl_url_get(u, CURLUPART_QUERY, &query, 0);
-	if (strcmp(scheme, "unix") == 0) {
-		if (path == NULL || path[0] != '/' || strlen(path) < 2) {
-			xasprintf(cause, "unix:// needs an absolute path");
-			goto out;
-		}
-		r->path = xstrdup(path);
-		if (query != NULL) {
-			if (strncmp(query, "db=", 3) != 0 ||
-			    (v = config_parse_number(query + 3, 1000000)) ==
-				-1) {
-				xasprintf(cause,
-				    "unix://: only ?db=N may "
-				    "follow the path");
-				goto out;
-			}
-			r->db = (int)v;
-		}
-		rc = 0;
-		goto out;
-	}
 	if (strcmp(scheme, "redis") != 0) {
 		xasprintf(cause, "scheme \"%s\" is not redis or unix", scheme);
 		goto out;
