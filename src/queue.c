@@ -518,8 +518,8 @@ queue_refresh(struct queue *q)
 
 	if (q->nentries == 0 || q->refreshing)
 		return;
-	argv = xcalloc(q->nentries + 5, sizeof *argv);
-	len = xcalloc(q->nentries + 5, sizeof *len);
+	argv = xcalloc(q->nentries + 6, sizeof *argv);
+	len = xcalloc(q->nentries + 6, sizeof *len);
 	argv[argc++] = "EVAL";
 	argv[argc++] = queue_refresh_script;
 	argv[argc++] = "1";
