@@ -31,7 +31,9 @@
 #include "defs.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
+#include "queue.h"
 #include "request.h"
 #include "xmalloc.h"
 
@@ -56,12 +58,19 @@ struct api_submit {
 };
 TAILQ_HEAD(api_submit_list, api_submit);
 
+/* A reply waiting for the shared queue's Redis. */
+struct api_qcall {
+	struct api_conn *conn; /* NULL once the client left */
+	struct evhttp_request *req; /* NULL once the client left */
+};
+
 /* A client connection that has sent a request. */
 struct api_conn {
 	struct api *api;
 	struct evhttp_connection *evcon;
 	struct api_stream *stream;
 	struct api_submit *submit;
+	struct api_qcall *qcall;
 	TAILQ_ENTRY(api_conn) entry;
 };
 TAILQ_HEAD(api_conn_list, api_conn);
@@ -87,6 +96,8 @@ struct api {
 	struct event *sweep_ev;
 	int paused;
 	struct api_submit_list submits;
+	struct queue *queue; /* the shared queue, or NULL */
+	struct metrics *metrics;
 	char *path;
 	int fd;
 	int activated; /* the socket came from the service manager */
@@ -284,6 +295,72 @@ api_prefers_minimal(struct evhttp_request *req)
 	return 0;
 }
 
+/* Redis answered a shared job's XADD or a GET /v1/queue. */
+static void
+api_qcall_cb(void *arg, int status, json_t *reply)
+{
+	struct api_qcall *qc = arg;
+
+	if (qc->conn != NULL)
+		qc->conn->qcall = NULL;
+	if (qc->req != NULL) {
+		if (status == 503)
+			evhttp_add_header(
+			    evhttp_request_get_output_headers(qc->req),
+			    "Retry-After", "1");
+		api_reply(qc->req, status, json_incref(reply));
+	}
+	free(qc);
+}
+
+/* A reply that waits for the shared queue. */
+static struct api_qcall *
+api_qcall_new(struct api_conn *conn, struct evhttp_request *req)
+{
+	struct api_qcall *qc;
+
+	qc = xcalloc(1, sizeof *qc);
+	qc->conn = conn;
+	qc->req = req;
+	conn->qcall = qc;
+	return qc;
+}
+
+/*
+ * Take "shared" out of a JSON job. Returns 0 with *shared set and *text
+ * the job without it (NULL if the body held no "shared"), or -1 with a 400
+ * sent. A body that is not a JSON object is left to request_parse_json.
+ */
+static int
+api_take_shared(struct evhttp_request *req, const char *body, size_t len,
+    int *shared, char **text)
+{
+	json_t *root, *v;
+
+	*shared = 0;
+	*text = NULL;
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+	if (root == NULL)
+		return 0;
+	if (!json_is_object(root) ||
+	    (v = json_object_get(root, "shared")) == NULL) {
+		json_decref(root);
+		return 0;
+	}
+	if (!json_is_boolean(v)) {
+		json_decref(root);
+		api_error(req, 400, "shared: must be true or false");
+		return -1;
+	}
+	*shared = json_is_true(v);
+	json_object_del(root, "shared");
+	*text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	if (*text == NULL)
+		fatalx("%s: json_dumps failed", __func__);
+	return 0;
+}
+
 /* POST /v1/jobs */
 static void
 api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
@@ -296,9 +373,9 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	struct evkeyvalq q;
 	const char *type, *dir, *name;
 	struct job *j;
-	char *body, *cause = NULL, loc[64];
+	char *body, *cause = NULL, loc[64], *text = NULL;
 	size_t len;
-	int rc, status = 400;
+	int rc, status = 400, shared = 0;
 
 	memset(&jr, 0, sizeof jr);
 	len = evbuffer_get_length(in);
@@ -329,6 +406,12 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 			    "text/uri-list; put options in the JSON body");
 			return;
 		}
+		if (api_take_shared(req, body, len, &shared, &text) == -1)
+			return;
+		if (text != NULL) {
+			body = text;
+			len = strlen(text);
+		}
 		rc = request_parse_json(&jr, body, len, &cause);
 	} else {
 		api_error(req, 415,
@@ -345,8 +428,23 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 		api_error(
 		    req, 400, "%s", cause != NULL ? cause : "bad request");
 		free(cause);
+		free(text);
 		return;
 	}
+	if (shared) {
+		/* Checked as a job; the stream gets it without "shared". */
+		request_finish(&jr);
+		if (api->queue == NULL)
+			api_error(req, 400,
+			    "shared: this daemon has no queue (set queue in "
+			    "its configuration)");
+		else
+			queue_enqueue(api->queue, text, api_qcall_cb,
+			    api_qcall_new(conn, req));
+		free(text);
+		return;
+	}
+	free(text);
 	sub = xcalloc(1, sizeof *sub);
 	sub->minimal = api_prefers_minimal(req);
 	if ((j = jobs_submit(api->jobs, &jr, &status, &cause, api_submit_cb,
@@ -583,6 +681,12 @@ api_conn_closecb(struct evhttp_connection *evcon, void *arg)
 		api_request_release(conn->stream->req);
 		free(conn->stream);
 	}
+	if (conn->qcall != NULL) {
+		/* Redis still answers; nobody is left to hear it. */
+		api_request_release(conn->qcall->req);
+		conn->qcall->conn = NULL;
+		conn->qcall->req = NULL;
+	}
 	if (conn->submit != NULL) {
 		/* Its job goes on; nobody is left to hear the 202. */
 		api_request_release(conn->submit->req);
@@ -672,6 +776,24 @@ api_conn_get(struct api *api, struct evhttp_request *req)
 	return conn;
 }
 
+/* GET /v1/metrics: the Prometheus text exposition. */
+static void
+api_metrics(struct api *api, struct evhttp_request *req)
+{
+	struct evbuffer *buf;
+
+	if (api->metrics == NULL) {
+		api_error(req, 404, "no metrics");
+		return;
+	}
+	buf = evbuffer_new();
+	metrics_write(api->metrics, buf);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", METRICS_CONTENT_TYPE);
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+}
+
 /* Every request: route by path and method. */
 static void
 api_request_cb(struct evhttp_request *req, void *arg)
@@ -699,6 +821,20 @@ api_request_cb(struct evhttp_request *req, void *arg)
 	else if (strcmp(path, API_PREFIX "/status") == 0) {
 		if (cmd == EVHTTP_REQ_GET)
 			api_reply(req, 200, jobs_status_json(api->jobs));
+		else
+			api_bad_method(req, "GET");
+	} else if (strcmp(path, API_PREFIX "/queue") == 0) {
+		if (cmd != EVHTTP_REQ_GET)
+			api_bad_method(req, "GET");
+		else if (api->queue == NULL)
+			api_error(req, 404,
+			    "no queue: set queue in the configuration");
+		else
+			queue_info(
+			    api->queue, api_qcall_cb, api_qcall_new(conn, req));
+	} else if (strcmp(path, API_PREFIX "/metrics") == 0) {
+		if (cmd == EVHTTP_REQ_GET)
+			api_metrics(api, req);
 		else
 			api_bad_method(req, "GET");
 	} else
@@ -886,6 +1022,20 @@ fail:
 	free(api->path);
 	free(api);
 	return NULL;
+}
+
+/* Serve shared jobs and GET /v1/queue through the queue. */
+void
+api_set_queue(struct api *api, struct queue *q)
+{
+	api->queue = q;
+}
+
+/* Serve GET /v1/metrics from the registry. */
+void
+api_set_metrics(struct api *api, struct metrics *m)
+{
+	api->metrics = m;
 }
 
 /* Stop accepting and remove the socket file. */

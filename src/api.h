@@ -14,6 +14,12 @@ struct api;
  */
 struct api *api_create(
     struct event_base *, struct jobs *, const struct config *);
+struct queue;
+struct metrics;
+/* "shared": true jobs and GET /v1/queue go to q (may be NULL). */
+void api_set_queue(struct api *, struct queue *);
+/* GET /v1/metrics writes m's exposition. */
+void api_set_metrics(struct api *, struct metrics *);
 /* Stop accepting: close the listener and remove the socket file. */
 void api_close(struct api *);
 /* Close every connection and free. */

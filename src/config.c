@@ -10,6 +10,8 @@
  */
 #include <libconfig.h>
 
+#include <curl/curl.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -46,7 +48,9 @@ enum config_kind {
 	CONFIG_TYPES,
 	CONFIG_FILE, /* "" or an absolute path */
 	CONFIG_PROXY, /* "" or a proxy URL */
-	CONFIG_NOPROXY
+	CONFIG_NOPROXY,
+	CONFIG_REDIS,
+	CONFIG_LISTEN
 };
 
 /* The C type of an integer field. */
@@ -152,6 +156,24 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(max_api_connections, CONFIG_INT) },
 	{ "api_idle_timeout", CONFIG_INTEGER, 1, 86400,
 	    CONFIG_FIELD(api_idle_timeout, CONFIG_LONG) },
+	{ "queue", CONFIG_REDIS, 1, PATH_MAX - 1,
+	    CONFIG_FIELD(queue, CONFIG_OTHER) },
+	{ "queue_stream", CONFIG_STRING, 1, QUEUE_NAME_MAX_BYTES,
+	    CONFIG_FIELD(queue_stream, CONFIG_OTHER) },
+	{ "queue_group", CONFIG_STRING, 1, QUEUE_NAME_MAX_BYTES,
+	    CONFIG_FIELD(queue_group, CONFIG_OTHER) },
+	{ "queue_results", CONFIG_STRING, 1, QUEUE_NAME_MAX_BYTES,
+	    CONFIG_FIELD(queue_results, CONFIG_OTHER) },
+	{ "node", CONFIG_STRING, 1, QUEUE_NAME_MAX_BYTES,
+	    CONFIG_FIELD(node, CONFIG_OTHER) },
+	{ "queue_batch", CONFIG_INTEGER, 1, QUEUE_BATCH_MAX,
+	    CONFIG_FIELD(queue_batch, CONFIG_INT) },
+	{ "queue_low_water", CONFIG_INTEGER, 1, INT_MAX,
+	    CONFIG_FIELD(queue_low_water, CONFIG_INT) },
+	{ "claim_idle", CONFIG_INTEGER, 1, 86400,
+	    CONFIG_FIELD(claim_idle, CONFIG_LONG) },
+	{ "metrics_listen", CONFIG_LISTEN, 1, 300,
+	    CONFIG_FIELD(metrics_listen, CONFIG_OTHER) },
 };
 
 static const char *const config_exists_names[] = {
@@ -175,6 +197,18 @@ config_default_workers(void)
 	if (n > WORKERS_DEFAULT_MAX)
 		n = WORKERS_DEFAULT_MAX;
 	return (int)n;
+}
+
+/* The default node name: the host name, or "imgfetchd" without one. */
+static char *
+config_default_node(void)
+{
+	char host[256];
+
+	if (gethostname(host, sizeof host) == -1 || host[0] == '\0')
+		return xstrdup("imgfetchd");
+	host[sizeof host - 1] = '\0';
+	return xstrdup(host);
 }
 
 /* Fill in the built-in defaults. */
@@ -235,6 +269,15 @@ config_init(struct config *cfg)
 	cfg->allow_job_proxy = 0;
 	cfg->max_api_connections = 128;
 	cfg->api_idle_timeout = 60;
+	cfg->queue = NULL;
+	cfg->queue_stream = xstrdup(QUEUE_STREAM_DEFAULT);
+	cfg->queue_group = xstrdup(QUEUE_GROUP_DEFAULT);
+	cfg->queue_results = xstrdup(QUEUE_RESULTS_DEFAULT);
+	cfg->node = config_default_node();
+	cfg->queue_batch = QUEUE_BATCH_DEFAULT;
+	cfg->queue_low_water = QUEUE_LOW_WATER_DEFAULT;
+	cfg->claim_idle = QUEUE_CLAIM_IDLE_DEFAULT;
+	cfg->metrics_listen = NULL;
 }
 
 /* Free a list of headers. */
@@ -263,6 +306,12 @@ config_finish(struct config *cfg)
 	free(cfg->proxy);
 	free(cfg->no_proxy);
 	free(cfg->netrc_file);
+	free(cfg->queue);
+	free(cfg->queue_stream);
+	free(cfg->queue_group);
+	free(cfg->queue_results);
+	free(cfg->node);
+	free(cfg->metrics_listen);
 	config_free_headers(cfg->headers, cfg->nheaders);
 	config_free_headers(cfg->allowed_types, cfg->nallowed_types);
 	memset(cfg, 0, sizeof *cfg);
@@ -490,6 +539,178 @@ config_set_net(const struct config_key *key, char **field, const char *value,
 	return config_set_string(key, field, value, file, line, cause);
 }
 
+/* Check a queue or listen address and store a copy. */
+static int
+config_set_address(const struct config_key *key, char **field,
+    const char *value, const char *file, unsigned int line, char **cause)
+{
+	struct config_redis r;
+	char *why = NULL, *host = NULL;
+	int port, rc;
+
+	if (config_set_string(key, field, value, file, line, cause) != 0)
+		return -1;
+	if (key->kind == CONFIG_REDIS) {
+		rc = config_parse_redis(value, &r, &why);
+		if (rc == 0)
+			config_redis_finish(&r);
+	} else {
+		rc = config_parse_listen(value, &host, &port, &why);
+		free(host);
+	}
+	if (rc != 0) {
+		config_error(cause, file, line, "%s: %s", key->name, why);
+		free(why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Parse a non-negative decimal number of at most max; -1 if it is not. */
+static long
+config_parse_number(const char *s, long max)
+{
+	char *end;
+	long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v > max)
+		return -1;
+	return v;
+}
+
+/* Parse a queue address with libcurl's URL API. */
+int
+config_parse_redis(const char *s, struct config_redis *r, char **cause)
+{
+	CURLU *u;
+	char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL;
+	char *query = NULL;
+	long v = 0;
+	int rc = -1;
+
+	memset(r, 0, sizeof *r);
+	if (s[0] == '/') {
+		r->path = xstrdup(s);
+		return 0;
+	}
+	/* unix://PATH[?db=N]: a path, not a host, follows the slashes. */
+	if (strncmp(s, "unix://", 7) == 0) {
+		s += 7;
+		if (s[0] != '/' || s[1] == '\0' || s[1] == '?') {
+			xasprintf(cause, "unix:// needs an absolute path");
+			return -1;
+		}
+		r->path = xstrndup(s, strcspn(s, "?"));
+		s += strlen(r->path);
+		if (*s != '\0' &&
+		    (strncmp(s, "?db=", 4) != 0 ||
+			(v = config_parse_number(s + 4, 1000000)) == -1)) {
+			xasprintf(
+			    cause, "unix://: only ?db=N may follow the path");
+			config_redis_finish(r);
+			return -1;
+		}
+		if (*s != '\0')
+			r->db = (int)v;
+		return 0;
+	}
+	if ((u = curl_url()) == NULL)
+		fatalx("%s: curl_url failed", __func__);
+	if (curl_url_set(u, CURLUPART_URL, s, CURLU_NON_SUPPORT_SCHEME) !=
+		CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+		xasprintf(cause,
+		    "\"%s\" is neither redis://HOST:PORT/DB nor a socket path",
+		    s);
+		goto out;
+	}
+	curl_url_get(u, CURLUPART_PATH, &path, 0);
+	curl_url_get(u, CURLUPART_QUERY, &query, 0);
+	if (strcmp(scheme, "redis") != 0) {
+		xasprintf(cause, "scheme \"%s\" is not redis or unix", scheme);
+		goto out;
+	}
+	if (query != NULL) {
+		xasprintf(cause, "redis:// takes no query");
+		goto out;
+	}
+	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    host[0] == '\0') {
+		xasprintf(cause, "redis:// needs a host");
+		goto out;
+	}
+	r->port = QUEUE_PORT_DEFAULT;
+	if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+		r->port = atoi(port);
+	if (path != NULL && strcmp(path, "/") != 0 &&
+	    (v = config_parse_number(path + 1, 1000000)) == -1) {
+		xasprintf(cause, "database \"%s\" is not a number", path + 1);
+		goto out;
+	} else if (path != NULL && strcmp(path, "/") != 0)
+		r->db = (int)v;
+	/* hiredis wants an address without IPv6 brackets. */
+	if (host[0] == '[') {
+		host[strlen(host) - 1] = '\0';
+		r->host = xstrdup(host + 1);
+	} else
+		r->host = xstrdup(host);
+	rc = 0;
+out:
+	curl_free(scheme);
+	curl_free(host);
+	curl_free(port);
+	curl_free(path);
+	curl_free(query);
+	curl_url_cleanup(u);
+	if (rc != 0)
+		config_redis_finish(r);
+	return rc;
+}
+
+/* Free a parsed queue address. */
+void
+config_redis_finish(struct config_redis *r)
+{
+	free(r->host);
+	free(r->path);
+	memset(r, 0, sizeof *r);
+}
+
+/* Parse "HOST:PORT" for a TCP listener. */
+int
+config_parse_listen(const char *s, char **host, int *port, char **cause)
+{
+	const char *colon;
+	long v;
+
+	*host = NULL;
+	if (s[0] == '[') {
+		colon = strstr(s, "]:");
+		if (colon == NULL || colon == s + 1)
+			goto bad;
+		*host = xstrndup(s + 1, (size_t)(colon - s - 1));
+		colon++;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL || colon == s)
+			goto bad;
+		*host = xstrndup(s, (size_t)(colon - s));
+	}
+	if ((v = config_parse_number(colon + 1, 65535)) < 1)
+		goto bad;
+	*port = (int)v;
+	return 0;
+bad:
+	free(*host);
+	*host = NULL;
+	xasprintf(cause, "\"%s\" is not HOST:PORT (port 1..65535)", s);
+	return -1;
+}
+
 /* Can this byte be part of a libconfig setting name? */
 static int
 config_is_name_char(char c)
@@ -637,6 +858,9 @@ config_set(struct config *cfg, const struct config_key *key,
 	case CONFIG_PROXY:
 	case CONFIG_NOPROXY:
 		return config_set_net(key, field, str, file, line, cause);
+	case CONFIG_REDIS:
+	case CONFIG_LISTEN:
+		return config_set_address(key, field, str, file, line, cause);
 	case CONFIG_MODE:
 		if ((v = config_parse_mode(str)) == -1) {
 			config_error(cause, file, line,

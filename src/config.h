@@ -55,6 +55,23 @@ struct config {
 	long max_job_timeout; /* max_job_timeout: cap of a job's timeout, s */
 	int max_job_retries; /* max_job_retries: cap of a job's retries */
 	int allow_job_proxy; /* allow_job_proxy: bool */
+	char *queue; /* queue: Redis address, NULL = no shared queue */
+	char *queue_stream; /* queue_stream: the jobs stream */
+	char *queue_group; /* queue_group: the consumer group */
+	char *queue_results; /* queue_results: the results stream */
+	char *node; /* node: consumer name, default the host name */
+	int queue_batch; /* queue_batch: entries per XREADGROUP */
+	int queue_low_water; /* queue_low_water: read below these items */
+	long claim_idle; /* claim_idle: seconds before a claim */
+	char *metrics_listen; /* metrics_listen: "HOST:PORT", or NULL */
+};
+
+/* Where the shared queue's Redis is: TCP host and port, or a socket. */
+struct config_redis {
+	char *host; /* NULL for a Unix socket */
+	int port;
+	char *path; /* the Unix socket, or NULL */
+	int db;
 };
 
 /*
@@ -80,5 +97,15 @@ int config_load(struct config *, const char *path, char **cause);
 /* Free everything the config owns. */
 void config_finish(struct config *);
 const char *config_exists_name(enum exists_policy);
+/*
+ * Parse a queue address: "redis://HOST[:PORT][/DB]" or an absolute Unix
+ * socket path ("/run/redis.sock", "unix:///run/redis.sock?db=N" too).
+ * Returns -1 with *cause set; on success the caller frees the strings
+ * with config_redis_finish.
+ */
+int config_parse_redis(const char *, struct config_redis *, char **cause);
+void config_redis_finish(struct config_redis *);
+/* Parse "HOST:PORT" (IPv6 as "[::1]:PORT"); -1 with *cause set. */
+int config_parse_listen(const char *, char **host, int *port, char **cause);
 
 #endif

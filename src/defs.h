@@ -89,6 +89,27 @@
 #define EV_PRIO_BULK 2
 #define EV_BULK_BATCH 8
 
+/* The shared queue (queue.c): defaults and limits. */
+#define QUEUE_STREAM_DEFAULT "imgfetch:jobs"
+#define QUEUE_GROUP_DEFAULT "imgfetchd"
+#define QUEUE_RESULTS_DEFAULT "imgfetch:results"
+#define QUEUE_PORT_DEFAULT 6379
+#define QUEUE_NAME_MAX_BYTES 200
+#define QUEUE_BATCH_DEFAULT 1
+#define QUEUE_BATCH_MAX 1000
+#define QUEUE_LOW_WATER_DEFAULT 64
+#define QUEUE_CLAIM_IDLE_DEFAULT 60
+/* Milliseconds between polls of the stream while the daemon has room. */
+#define QUEUE_POLL_MS 100
+/* Reconnect backoff: first and longest wait, in milliseconds. */
+#define QUEUE_BACKOFF_MIN_MS 100
+#define QUEUE_BACKOFF_MAX_MS 5000
+/* Own pending entries read per XREADGROUP ... 0 after a (re)connect. */
+#define QUEUE_RECOVER_COUNT 1000
+
+/* Milliseconds between the loop-lag probe's timer firings (metrics.c). */
+#define METRICS_LAG_INTERVAL_MS 250
+
 #define DEFAULT_NAME_TEMPLATE "{host}/{name}"
 #define DEFAULT_FALLBACK_NAME "index"
 

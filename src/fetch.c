@@ -76,6 +76,7 @@ struct transfer {
 	int deferred; /* on the deferred list */
 	int hold; /* the file waits for fetch_release */
 	int hash_first;
+	int skip_existing; /* on_exists "skip" for this transfer */
 	int conditional; /* sent If-None-Match or If-Modified-Since */
 	int not_modified; /* and got 304 */
 	int duplicate;
@@ -725,7 +726,7 @@ transfer_open_file(struct transfer *t)
 	spec.relpath = path;
 	spec.part = t->offset > 0 ? t->part : NULL;
 	spec.offset = t->offset;
-	spec.policy = cfg->on_exists;
+	spec.policy = t->skip_existing ? EXISTS_SKIP : cfg->on_exists;
 	spec.do_fsync = cfg->fsync;
 	spec.hold = t->hold;
 	spec.hash_first = t->hash_first;
@@ -1137,6 +1138,7 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	t->range_start = -1;
 	t->hold = req->hold;
 	t->hash_first = req->hash_first;
+	t->skip_existing = req->skip_existing;
 	t->page = req->page;
 	t->max_body = req->max_body > 0 ? req->max_body : PAGE_SIZE_DEFAULT;
 	t->easy = fetch_easy_get(fe);

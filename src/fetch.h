@@ -34,6 +34,7 @@ struct fetch_request {
 	const char *proxy; /* "" for a direct connection */
 	const char *no_proxy;
 	const char *user_agent;
+	int skip_existing; /* on_exists "skip" whatever the config says */
 };
 
 struct fetch_result {

@@ -32,6 +32,7 @@
 #include "html.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "path.h"
 #include "request.h"
 #include "store.h"
@@ -156,6 +157,8 @@ struct job {
 	int in_ring;
 	jobs_accept_cb accept_cb;
 	void *accept_arg;
+	char *queue_id; /* the shared queue's stream entry, or NULL */
+	int skip_existing; /* on_exists "skip" (a claimed or rerun entry) */
 	struct watch_list watches;
 	TAILQ_ENTRY(job) ring_entry;
 	TAILQ_ENTRY(job) watched_entry; /* on jobs->watched while watched */
@@ -185,6 +188,8 @@ struct jobs {
 	struct cache *cache;
 	struct item_queue hashing; /* dedup items between PREPARED and DONE */
 	struct item_queue hash_waiting; /* ... and those parked behind them */
+	jobs_end_cb end_cb; /* the shared queue hears of every job's end */
+	void *end_arg;
 };
 
 static const struct transfer_ops item_ops;
@@ -328,6 +333,7 @@ job_free(struct job *j)
 	tdestroy(j->seen, job_seen_free);
 	free(j->dir);
 	free(j->name);
+	free(j->queue_id);
 	free(j);
 }
 
@@ -578,6 +584,8 @@ job_json(struct job *j, enum job_items which)
 	json_object_set_new(o, "name",
 	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
 	job_network_json(j, o, 1);
+	if (j->queue_id != NULL)
+		json_object_set_new(o, "queue_id", json_string(j->queue_id));
 	if (which == JOB_ITEMS_NONE)
 		return o;
 	items = json_array();
@@ -588,6 +596,36 @@ job_json(struct job *j, enum job_items which)
 	}
 	json_object_set_new(o, "items", items);
 	return o;
+}
+
+/* Be told of every job's end (after its watchers). */
+void
+jobs_set_end_hook(struct jobs *js, jobs_end_cb cb, void *arg)
+{
+	js->end_cb = cb;
+	js->end_arg = arg;
+}
+
+/* The job that came from a stream entry, or NULL. */
+struct job *
+jobs_find_queued(struct jobs *js, const char *queue_id)
+{
+	size_t i;
+
+	for (i = js->njobs; i > 0; i--) {
+		if (js->all[i - 1] != NULL &&
+		    js->all[i - 1]->queue_id != NULL &&
+		    strcmp(js->all[i - 1]->queue_id, queue_id) == 0)
+			return js->all[i - 1];
+	}
+	return NULL;
+}
+
+/* The stream entry a job came from, or NULL. */
+const char *
+job_queue_id(struct job *j)
+{
+	return j->queue_id;
 }
 
 /* Job id. */
@@ -630,6 +668,8 @@ job_update(struct job *j)
 	    j->id, job_state_names[j->state], j->count[ITEM_DONE],
 	    j->count[ITEM_FAILED], j->count[ITEM_CANCELLED], j->nitems);
 	job_emit_end(j);
+	if (j->jobs->end_cb != NULL)
+		j->jobs->end_cb(j->jobs->end_arg, j);
 }
 
 /*
@@ -1017,6 +1057,7 @@ item_schedule_retry(struct item *it, long retry_after)
 	it->retry_at = (time_t)((job_now_ms() + ms + 999) / 1000);
 	it->retry_ev = evtimer_new(it->job->jobs->base, item_retry_cb, it);
 	evtimer_add(it->retry_ev, &tv);
+	metrics_retry();
 	log_info("job %llu item %lu: attempt %d failed (%s), retry in %ld ms%s",
 	    it->job->id, it->n, it->attempts, it->error, ms,
 	    it->part != NULL ? ", resuming" : "");
@@ -1386,6 +1427,7 @@ item_done(void *arg, const struct fetch_result *res)
 		return;
 	}
 	it->http_status = res->http_status;
+	metrics_http_status(res->http_status);
 	free(it->error);
 	it->error = NULL;
 	/* Keep what the failed attempt left for the next one. */
@@ -1541,6 +1583,7 @@ item_start(struct item *it)
 	req.proxy = j->proxy;
 	req.no_proxy = j->no_proxy;
 	req.user_agent = j->user_agent;
+	req.skip_existing = j->skip_existing;
 	item_set_transfer(
 	    it, fetch_start(j->jobs->fetcher, &req, &item_ops, it));
 	if (it->transfer != NULL) {
@@ -1786,6 +1829,8 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	req->proxy = req->no_proxy = req->user_agent = NULL;
 	j->accept_cb = cb;
 	j->accept_arg = arg;
+	j->queue_id = req->queue_id;
+	j->skip_existing = req->skip_existing;
 	job_set_options(j, req->if_changed,
 	    req->dedup >= 0 ? req->dedup : js->cfg->dedup, req->same_host,
 	    req->follow_next, req->max_page_size);
@@ -1833,6 +1878,7 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	sj.headers = j->headers;
 	sj.nheaders = j->nheaders;
 	sj.options = options = job_options_json(j);
+	sj.queue_id = j->queue_id;
 	sj.items = sitems;
 	sj.nitems = j->nitems;
 	store_add_job(js->store, &sj, job_stored, j);
@@ -1926,7 +1972,8 @@ item_finish_commit(struct item *it)
 	spec.relpath = it->path;
 	spec.part = it->part;
 	spec.offset = it->part_size;
-	spec.policy = it->job->jobs->cfg->on_exists;
+	spec.policy = it->job->skip_existing ? EXISTS_SKIP
+					     : it->job->jobs->cfg->on_exists;
 	spec.do_fsync = it->job->jobs->cfg->fsync;
 	it->probe =
 	    wfile_open(it->job->jobs->writer, &spec, item_commit_cb, it);
@@ -2019,6 +2066,11 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	    (opts = json_loads(sj->options, 0, NULL)) != NULL) {
 		job_network_load(j, opts);
 		json_decref(opts);
+	}
+	/* A queue job run again after a restart keeps what is already there. */
+	if (sj->queue_id != NULL) {
+		j->queue_id = xstrdup(sj->queue_id);
+		j->skip_existing = 1;
 	}
 	if (sj->nheaders > 0) {
 		j->headers = xcalloc(sj->nheaders, sizeof *j->headers);

@@ -53,6 +53,17 @@ void jobs_stop_intake(struct jobs *);
 /* Step two: stop running items, keeping them resumable for the next start. */
 void jobs_suspend_all(struct jobs *);
 
+/*
+ * Called on every job's end, after its watchers heard of it (the shared
+ * queue acknowledges its entries so). One hook per daemon.
+ */
+typedef void (*jobs_end_cb)(void *arg, struct job *);
+void jobs_set_end_hook(struct jobs *, jobs_end_cb, void *arg);
+/* The job that came from this stream entry, or NULL. */
+struct job *jobs_find_queued(struct jobs *, const char *queue_id);
+/* The stream entry a job came from ("queue_id"), or NULL. */
+const char *job_queue_id(struct job *);
+
 unsigned long long job_id(struct job *);
 int job_ended(struct job *);
 /* Cancel: queued items dropped, active transfers stopped. */

@@ -27,7 +27,9 @@
 #include "fetch.h"
 #include "job.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
+#include "queue.h"
 #include "store.h"
 #include "writer.h"
 #include "xmalloc.h"
@@ -48,6 +50,8 @@ struct daemon {
 	struct store *store;
 	struct jobs *jobs;
 	struct api *api;
+	struct queue *queue;
+	struct metrics *metrics;
 	struct event *sigint;
 	struct event *sigterm;
 	struct event *sighup;
@@ -137,6 +141,7 @@ daemon_signal_cb(evutil_socket_t sig, short what, void *arg)
 	    (int)sig, jobs_active(d->jobs), jobs_pending(d->jobs),
 	    d->cfg.shutdown_grace);
 	api_close(d->api);
+	queue_stop(d->queue);
 	jobs_stop_intake(d->jobs);
 	event_base_gettimeofday_cached(d->base, &now);
 	timeradd(&now, &grace, &d->grace_end);
@@ -173,6 +178,14 @@ daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 		free(new.f); \
 		new.f = xstrdup(d->cfg.f); \
 	} while (0)
+#define KEEP_OPTIONAL(f) \
+	do { \
+		if ((new.f == NULL) != (d->cfg.f == NULL) || \
+		    (new.f != NULL &&strcmp(new.f, d->cfg.f) != 0)) \
+			log_warnx("SIGHUP: " #f " changes only on restart"); \
+		free(new.f); \
+		new.f = d->cfg.f != NULL ? xstrdup(d->cfg.f) : NULL; \
+	} while (0)
 #define KEEP_NUMBER(f) \
 	do { \
 		if (new.f != d->cfg.f) \
@@ -184,6 +197,14 @@ daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
 	KEEP_STRING(state_dir);
 	KEEP_NUMBER(socket_mode);
 	KEEP_NUMBER(workers);
+	/* The queue and the metrics listener are bound at start-up too. */
+	KEEP_OPTIONAL(queue);
+	KEEP_OPTIONAL(metrics_listen);
+	KEEP_STRING(queue_stream);
+	KEEP_STRING(queue_group);
+	KEEP_STRING(queue_results);
+	KEEP_STRING(node);
+#undef KEEP_OPTIONAL
 #undef KEEP_STRING
 #undef KEEP_NUMBER
 	config_finish(&d->cfg);
@@ -311,8 +332,21 @@ main(int argc, char **argv)
 	d.jobs = jobs_create(d.base, d.fetcher, d.writer, d.store, &d.cfg);
 	if ((d.api = api_create(d.base, d.jobs, &d.cfg)) == NULL)
 		goto out;
+	d.metrics = metrics_create(
+	    d.base, &d.cfg, d.jobs, d.fetcher, d.writer, d.store);
+	api_set_metrics(d.api, d.metrics);
+	if (d.cfg.metrics_listen != NULL &&
+	    metrics_listen(d.metrics, d.cfg.metrics_listen) == -1)
+		goto out;
 	if (jobs_restore(d.jobs) == -1)
 		goto out;
+	/* Without queue nothing about Redis runs. */
+	if (d.cfg.queue != NULL) {
+		if ((d.queue = queue_create(d.base, d.jobs, &d.cfg)) == NULL)
+			goto out;
+		api_set_queue(d.api, d.queue);
+		metrics_set_queue(d.metrics, d.queue);
+	}
 
 	d.sigint = evsignal_new(d.base, SIGINT, daemon_signal_cb, &d);
 	d.sigterm = evsignal_new(d.base, SIGTERM, daemon_signal_cb, &d);
@@ -339,6 +373,9 @@ main(int argc, char **argv)
 	log_info("stopped");
 out:
 	api_destroy(d.api);
+	/* Calls still waiting for Redis are answered (to nobody) here. */
+	queue_destroy(d.queue);
+	metrics_destroy(d.metrics);
 	if (d.sigint != NULL) {
 		event_free(d.sigint);
 		event_free(d.sigterm);

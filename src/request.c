@@ -375,6 +375,7 @@ request_finish(struct job_request *req)
 	free(req->proxy);
 	free(req->no_proxy);
 	free(req->user_agent);
+	free(req->queue_id);
 	memset(req, 0, sizeof *req);
 }
 

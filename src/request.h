@@ -24,6 +24,9 @@ struct job_request {
 	char *proxy; /* checked proxy URL, "" for a direct connection */
 	char *no_proxy; /* hosts that bypass the proxy */
 	char *user_agent; /* checked User-Agent */
+	/* Set by the shared queue (queue.c), never from a request body: */
+	char *queue_id; /* the stream entry the job came from, or NULL */
+	int skip_existing; /* keep files already there (a claimed entry) */
 };
 
 /*

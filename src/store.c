@@ -22,8 +22,10 @@
  *   cache(url, etag, last_modified, size, sha256, path, images, used),
  *         key url: what the last successful fetch of a URL gave, for
  *         conditional requests and dedup; pruned oldest used first
- * Version 1 had no retry_at, version 2 no options, extra or cache; opening
- * such a store adds them.
+ *   jobs(..., queue_id): the shared queue's stream entry the job came from
+ *         (queue.c acknowledges it when the job ends), NULL for a local job
+ * Version 1 had no retry_at, version 2 no options, extra or cache, version
+ * 3 no queue_id; opening such a store adds them (one step per version).
  * Times are seconds since the epoch; finished is 0 while a job runs. The
  * header list is stored newline-joined in jobs.headers ("" for none):
  * headers are checked to hold no CR or LF before they reach a job, and
@@ -61,6 +63,10 @@
  * - store_close stops the thread once the queue is empty: everything queued
  *   is committed, but callbacks not yet delivered are dropped, since the
  *   loop may no longer run. A callback must not call store_close.
+ * - The thread times each transaction (BEGIN to COMMIT, monotonic clock)
+ *   and adds it to store->times under store->lock, where it counts
+ *   commits; store_commit_times copies them out under the same lock for
+ *   the metrics, so the loop thread never sees a histogram half updated.
  * The store thread blocks all signals, so only the main thread sees them.
  */
 #include <sys/file.h>
@@ -86,7 +92,7 @@
 #include "store.h"
 #include "xmalloc.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_DB_NAME "imgfetchd.db"
 #define STORE_LOCK_NAME "imgfetchd.lock"
@@ -112,7 +118,8 @@ static const char store_schema[] =
     " dir TEXT,"
     " name TEXT,"
     " headers TEXT NOT NULL DEFAULT '',"
-    " options TEXT);"
+    " options TEXT,"
+    " queue_id TEXT);"
     "CREATE INDEX jobs_finished ON jobs (finished) WHERE finished != 0;"
     "CREATE TABLE items ("
     " job INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
@@ -130,6 +137,10 @@ static const char store_schema[] =
     " extra TEXT,"
     " PRIMARY KEY (job, n)) WITHOUT ROWID;"
     STORE_CACHE_SCHEMA;
+
+/* From schema version 3 to 4: the stream entry a queue job came from. */
+static const char store_migrate_3[] =
+    "ALTER TABLE jobs ADD COLUMN queue_id TEXT;";
 
 /* From schema version 2 to 3. */
 static const char store_migrate_2[] =
@@ -169,8 +180,8 @@ static const char *const store_sql[ST_COUNT] = {
 	[ST_RELEASE] = "RELEASE op",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO op",
 	[ST_INSERT_JOB] = "INSERT INTO jobs (id, created, finished, state, dir,"
-			  " name, headers, options)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			  " name, headers, options, queue_id)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[ST_INSERT_ITEM] =
 	    "INSERT INTO items (job, n, state, path, part,"
 	    " validator, error, http_status, bytes, attempts, retry_at, url,"
@@ -185,7 +196,8 @@ static const char *const store_sql[ST_COUNT] = {
 	    " WHERE job = ?1 AND n = ?2",
 	[ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
 	[ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
-			   " headers, options FROM jobs ORDER BY id",
+			   " headers, options, queue_id FROM jobs"
+			   " ORDER BY id",
 	[ST_SELECT_ITEMS] =
 	    "SELECT n, url, state, path, part, validator,"
 	    " error, http_status, bytes, attempts, retry_at, extra FROM items"
@@ -225,6 +237,7 @@ struct sop {
 	const char *name;
 	const char *headers; /* newline-joined */
 	const char *options;
+	const char *queue_id;
 	int bad_headers;
 	struct store_cache cache; /* SOP_PUT_CACHE */
 	size_t keep; /* SOP_PRUNE_CACHE */
@@ -269,6 +282,7 @@ struct store {
 	int stopping;
 	size_t commits;
 	size_t item_updates;
+	struct store_times times; /* how long each transaction took */
 };
 
 static void *store_main(void *);
@@ -466,24 +480,26 @@ store_open_db(struct store *s, char **cause)
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if (store_exec_sql(s, store_schema, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 3", cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 4", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
 		log_debug("store: created %s/%s", s->dir, STORE_DB_NAME);
-	} else if (version == 1 || version == 2) {
+	} else if (version >= 1 && version <= 3) {
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if ((version == 1 &&
 			store_exec_sql(s, store_migrate_1, cause) != 0) ||
-		    store_exec_sql(s, store_migrate_2, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 3", cause) != 0 ||
+		    (version <= 2 &&
+			store_exec_sql(s, store_migrate_2, cause) != 0) ||
+		    store_exec_sql(s, store_migrate_3, cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 4", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
-		log_info("store: %s/%s upgraded from schema version %lld to 3",
+		log_info("store: %s/%s upgraded from schema version %lld to 4",
 		    s->dir, STORE_DB_NAME, version);
 	} else if (version != STORE_SCHEMA_VERSION) {
 		store_cause(cause, s->dir,
@@ -620,6 +636,34 @@ store_commits(struct store *s)
 	n = s->commits;
 	pthread_mutex_unlock(&s->lock);
 	return n;
+}
+
+/* Upper bounds, in seconds, of the commit time histogram's buckets. */
+const double store_time_bounds[STORE_TIME_NBUCKETS] = { 0.0005, 0.001, 0.0025,
+	0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 };
+
+/* How long the transactions took so far. */
+void
+store_commit_times(struct store *s, struct store_times *t)
+{
+	pthread_mutex_lock(&s->lock);
+	*t = s->times;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Store thread, under the lock: count one transaction's time. */
+static void
+store_time_add(struct store_times *t, double seconds)
+{
+	size_t i;
+
+	for (i = 0; i < STORE_TIME_NBUCKETS; i++) {
+		if (seconds <= store_time_bounds[i])
+			break;
+	}
+	t->buckets[i]++;
+	t->count++;
+	t->sum += seconds;
 }
 
 /* Item UPDATE statements run so far. */
@@ -778,6 +822,7 @@ store_load(struct store *s, store_load_cb cb, void *arg)
 		    store_column(&blocks, st, 6), &job.nheaders);
 		job.headers = headers;
 		job.options = store_column(&blocks, st, 7);
+		job.queue_id = store_column(&blocks, st, 8);
 		if (store_load_items(
 			s, job.id, &blocks, &items, &cap, &job.nitems) != 0) {
 			free(headers);
@@ -842,7 +887,7 @@ store_add_job(
 	op->state = job->state;
 
 	size = str_size(job->dir) + str_size(job->name) +
-	    str_size(job->options) + 1;
+	    str_size(job->options) + str_size(job->queue_id) + 1;
 	for (i = 0; i < job->nheaders; i++) {
 		size += strlen(job->headers[i]) + 1;
 		if (strpbrk(job->headers[i], "\r\n") != NULL)
@@ -855,6 +900,7 @@ store_add_job(
 	op->dir = str_put(&p, job->dir);
 	op->name = str_put(&p, job->name);
 	op->options = str_put(&p, job->options);
+	op->queue_id = str_put(&p, job->queue_id);
 	op->headers = p;
 	for (i = 0; i < job->nheaders; i++) {
 		if (i > 0)
@@ -1132,6 +1178,8 @@ store_apply_add(struct store *s, struct sop *op)
 		rc = sqlite3_bind_text(st, 7, op->headers, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 8, op->options, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 9, op->queue_id, -1, SQLITE_STATIC);
 	if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
 	    store_step(s, st) != 0)
 		goto fail;
@@ -1426,6 +1474,7 @@ store_main(void *arg)
 	struct store *s = arg;
 	struct sop_list batch, done;
 	struct sop *op;
+	struct timespec t0, t1;
 	size_t updates;
 	int committed, notify;
 
@@ -1445,7 +1494,9 @@ store_main(void *arg)
 
 		store_coalesce(&batch);
 		pthread_mutex_lock(&s->dblock);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		committed = store_run(s, &batch);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		updates = (size_t)sqlite3_stmt_status(
 		    s->st[ST_UPDATE_ITEM], SQLITE_STMTSTATUS_RUN, 1);
 		pthread_mutex_unlock(&s->dblock);
@@ -1460,8 +1511,12 @@ store_main(void *arg)
 		}
 
 		pthread_mutex_lock(&s->lock);
-		if (committed)
+		if (committed) {
 			s->commits++;
+			store_time_add(&s->times,
+			    (double)(t1.tv_sec - t0.tv_sec) +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		}
 		s->item_updates += updates;
 		notify = !TAILQ_EMPTY(&done);
 		TAILQ_CONCAT(&s->done, &done, entry);

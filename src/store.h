@@ -45,6 +45,7 @@ struct store_job {
 	char *const *headers; /* "Name: value" */
 	size_t nheaders;
 	const char *options; /* JSON object of the job's settings, or NULL */
+	const char *queue_id; /* the shared queue's stream entry, or NULL */
 	const struct store_item *items;
 	size_t nitems;
 };
@@ -108,6 +109,16 @@ void store_prune(struct store *, time_t before, store_cb, void *arg);
 
 /* Statistic: transactions the store thread has committed so far. */
 size_t store_commits(struct store *);
+/* Statistic: how long each committed transaction took. */
+#define STORE_TIME_NBUCKETS 12
+extern const double store_time_bounds[STORE_TIME_NBUCKETS];
+struct store_times {
+	/* per bucket (not cumulative); the last is above every bound */
+	unsigned long long buckets[STORE_TIME_NBUCKETS + 1];
+	unsigned long long count;
+	double sum; /* seconds */
+};
+void store_commit_times(struct store *, struct store_times *);
 /* Statistic: item UPDATE statements the store thread has run so far. */
 size_t store_item_updates(struct store *);
 

@@ -29,7 +29,13 @@ check_defaults(const struct config *c, const char *file, int line)
 		c->log_level == LOG_LEVEL_INFO &&
 		c->on_exists == EXISTS_SUFFIX && c->buffer_size == 524288 &&
 		c->dedup == 0 && c->cache_max_entries == 100000 &&
-		c->max_page_size == 8388608,
+		c->max_page_size == 8388608 &&
+		c->queue == NULL && same(c->queue_stream, "imgfetch:jobs") &&
+		same(c->queue_group, "imgfetchd") &&
+		same(c->queue_results, "imgfetch:results") && c->node != NULL &&
+		c->node[0] != '\0' && c->queue_batch == 1 &&
+		c->queue_low_water == 64 && c->claim_idle == 60 &&
+		c->metrics_listen == NULL,
 	    file, line, "not the defaults (workers %d, user_agent \"%s\", ...)",
 	    c->workers, c->user_agent ? c->user_agent : "(null)");
 }
@@ -155,6 +161,15 @@ test_valid(void)
 		CHECK_INT(c.max_job_timeout, 60);
 		CHECK_INT(c.max_job_retries, 0);
 		CHECK_INT(c.allow_job_proxy, 1);
+		CHECK_STR(c.queue, "redis://10.0.0.5:6380/2");
+		CHECK_STR(c.queue_stream, "s:jobs");
+		CHECK_STR(c.queue_group, "g");
+		CHECK_STR(c.queue_results, "s:results");
+		CHECK_STR(c.node, "fetch-7");
+		CHECK_INT(c.queue_batch, 5);
+		CHECK_INT(c.queue_low_water, 500);
+		CHECK_INT(c.claim_idle, 30);
+		CHECK_STR(c.metrics_listen, "[::1]:9464");
 	}
 	config_finish(&c);
 
@@ -233,6 +248,45 @@ test_unreadable(void)
 	CHECK_STR(cause, "data/configs: Is a directory");
 	free(cause);
 	config_finish(&c);
+}
+
+/* Queue addresses and listen addresses. */
+static void
+test_addresses(void)
+{
+	struct config_redis r;
+	char *cause = NULL, *host = NULL;
+	int port = 0;
+
+	CHECK(config_parse_redis("redis://127.0.0.1:7000/3", &r, &cause) == 0);
+	CHECK_STR(r.host, "127.0.0.1");
+	CHECK_INT(r.port, 7000);
+	CHECK_INT(r.db, 3);
+	config_redis_finish(&r);
+	CHECK(config_parse_redis("redis://[::1]", &r, &cause) == 0);
+	CHECK_STR(r.host, "::1");
+	CHECK_INT(r.port, 6379);
+	CHECK_INT(r.db, 0);
+	config_redis_finish(&r);
+	CHECK(config_parse_redis("/run/redis.sock", &r, &cause) == 0);
+	CHECK_STR(r.path, "/run/redis.sock");
+	CHECK(r.host == NULL);
+	config_redis_finish(&r);
+	CHECK(config_parse_redis("unix:///run/r.sock?db=4", &r, &cause) == 0);
+	CHECK_STR(r.path, "/run/r.sock");
+	CHECK_INT(r.db, 4);
+	config_redis_finish(&r);
+	CHECK(config_parse_redis("redis://h:1/0?x=1", &r, &cause) == -1);
+	CHECK_STR(cause, "redis:// takes no query");
+	free(cause);
+	cause = NULL;
+	CHECK(config_parse_listen("[::1]:9464", &host, &port, &cause) == 0);
+	CHECK_STR(host, "::1");
+	CHECK_INT(port, 9464);
+	free(host);
+	CHECK(config_parse_listen("0.0.0.0:0", &host, &port, &cause) == -1);
+	CHECK(host == NULL);
+	free(cause);
 }
 
 /* Run one invalid-*.conf file against its "# expect: " line. */
@@ -320,6 +374,7 @@ main(void)
 	test_valid();
 	test_reload();
 	test_unreadable();
+	test_addresses();
 	test_files();
 
 	return check_summary("test_config");

@@ -789,8 +789,19 @@ main(void)
 	store_close(s);
 	s = NULL;
 
+	/* A version 3 database (no queue_id) is upgraded. */
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN queue_id");
+	db_count(dbpath, "PRAGMA user_version = 3");
+	s = reopen_and_check(dir, __LINE__);
+	store_close(s);
+	s = NULL;
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
+	CHECK(db_count(dbpath,
+		  "SELECT count(*) FROM jobs WHERE queue_id IS NULL") == 4);
+
 	/* A version 2 database (no options, extra, cache) is upgraded. */
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 3);
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN queue_id");
 	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN options");
 	db_count(dbpath, "ALTER TABLE items DROP COLUMN extra");
 	db_count(dbpath, "DROP TABLE cache");
@@ -798,9 +809,10 @@ main(void)
 	s = reopen_and_check(dir, __LINE__);
 	store_close(s);
 	s = NULL;
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 3);
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
 
 	/* A version 1 database (no retry_at either) is upgraded in place. */
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN queue_id");
 	db_count(dbpath, "ALTER TABLE items DROP COLUMN retry_at");
 	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN options");
 	db_count(dbpath, "ALTER TABLE items DROP COLUMN extra");
@@ -810,7 +822,7 @@ main(void)
 	s = reopen_and_check(dir, __LINE__);
 	if (s == NULL)
 		goto out;
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 3);
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
 
 	/* Items added to a stored job, and the cache, round-trip. */
 	test_items_and_cache(s, dbpath);
@@ -818,10 +830,10 @@ main(void)
 	s = NULL;
 
 	/* A database from a newer imgfetchd is refused. */
-	db_count(dbpath, "PRAGMA user_version = 4");
+	db_count(dbpath, "PRAGMA user_version = 5");
 	s = store_open(base, dir, &cause);
 	CHECK(s == NULL);
-	CHECK(cause != NULL && strstr(cause, "schema version 4") != NULL);
+	CHECK(cause != NULL && strstr(cause, "schema version 5") != NULL);
 	free(cause);
 
 out:
