@@ -44,6 +44,12 @@ struct config {
 	int dedup; /* dedup: bool, keep each body once */
 	long cache_max_entries; /* cache_max_entries: URL cache size */
 	long long max_page_size; /* max_page_size: bytes of a scraped page */
+	int private_jobs; /* private_jobs: bool, others' jobs hidden */
+	char **deny_networks; /* deny_networks: CIDR strings */
+	size_t ndeny_networks;
+	char **allow_networks; /* allow_networks: CIDR strings, empty = all */
+	size_t nallow_networks;
+	double host_rate; /* host_rate: item starts per second per host, 0 = no limit */
 };
 
 /*

@@ -57,6 +57,11 @@
 /* Entries of the URL cache kept by default. */
 #define CACHE_MAX_ENTRIES_DEFAULT 100000
 
+/* Entries of deny_networks and of allow_networks at most. */
+#define NETWORKS_MAX 1024
+/* Largest host_rate, in requests per second. */
+#define HOST_RATE_MAX 1000000
+
 /* Seconds a client is told to wait when the queue is full. */
 #define RETRY_AFTER_SECONDS 5
 
