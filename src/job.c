@@ -3,7 +3,10 @@
  * own state. Items of all jobs share max_transfers slots: jobs with
  * runnable items sit in a round-robin ring and each free slot goes to the
  * next job in the ring, so a small job submitted after a huge one starts
- * at once. A transient failure puts the item back after a backoff timer,
+ * at once. With host_rate, an item whose host has had its start of the
+ * moment is parked with hostrate.c instead, holding no slot and keeping
+ * no other host's items waiting, and comes back to the front of its job's
+ * queue when its host's next start is due (every attempt counts). A transient failure puts the item back after a backoff timer,
  * holding no slot while it waits. Every job and every item's end is kept
  * in the store, so a restart carries on where the daemon stopped.
  */
@@ -20,6 +23,7 @@
 #include "config.h"
 #include "defs.h"
 #include "fetch.h"
+#include "hostrate.h"
 #include "job.h"
 #include "log.h"
 #include "path.h"
@@ -77,6 +81,9 @@ struct item {
 	struct wfile *probe; /* restart: looking at a kept file */
 	TAILQ_ENTRY(item) inflight_entry; /* on job->inflight with a transfer */
 	struct event *retry_ev; /* waiting for a retry */
+	char *host; /* hostrate_key of the URL, once host_rate needed it */
+	struct hostrate_wait *rate_wait; /* parked until its host may start */
+	int rate_granted; /* its host's start is taken: it may run */
 	time_t retry_at;
 	TAILQ_ENTRY(item) run_entry;
 };
@@ -129,6 +136,7 @@ struct jobs {
 	size_t njobs;
 	size_t nlive;
 	struct job_ring ring;
+	struct hostrate *rate; /* host_rate */
 	size_t count[ITEM_NSTATES];
 	size_t transfers; /* items holding a transfer slot */
 	unsigned long long bytes;
@@ -249,6 +257,9 @@ job_free(struct job *j)
 		it = &j->items[i];
 		if (it->retry_ev != NULL)
 			event_free(it->retry_ev);
+		if (it->rate_wait != NULL)
+			hostrate_cancel(it->rate_wait);
+		free(it->host);
 		free(it->url);
 		free(it->path);
 		free(it->part);
@@ -310,6 +321,7 @@ jobs_create(struct event_base *base, struct fetcher *fetcher,
 	TAILQ_INIT(&js->watched);
 	js->tick = event_new(base, -1, EV_PERSIST, jobs_tick_cb, js);
 	js->prune_ev = evtimer_new(base, jobs_prune_cb, js);
+	js->rate = hostrate_create(base, cfg->host_rate);
 	return js;
 }
 
@@ -326,6 +338,7 @@ jobs_destroy(struct jobs *js)
 			job_free(js->all[i]);
 	}
 	free(js->all);
+	hostrate_destroy(js->rate);
 	event_free(js->tick);
 	event_free(js->prune_ev);
 	free(js);
@@ -868,6 +881,51 @@ item_start(struct item *it)
 	job_update(j);
 }
 
+/* The item's host may start it now: first in its job's queue again. */
+static void
+item_rate_cb(void *arg)
+{
+	struct item *it = arg;
+	struct job *j = it->job;
+
+	it->rate_wait = NULL;
+	if (it->state != ITEM_QUEUED || it->runnable)
+		return;
+	it->rate_granted = 1;
+	it->runnable = 1;
+	TAILQ_INSERT_HEAD(&j->runq, it, run_entry);
+	if (!j->in_ring) {
+		TAILQ_INSERT_TAIL(&j->jobs->ring, j, ring_entry);
+		j->in_ring = 1;
+	}
+	jobs_pump(j->jobs);
+}
+
+/*
+ * Whether host_rate lets the item start now; if not, it is parked until
+ * its host's next start is due.
+ */
+static int
+item_rate_ok(struct item *it)
+{
+	struct jobs *js = it->job->jobs;
+
+	if (it->rate_granted) {
+		it->rate_granted = 0;
+		return 1;
+	}
+	if (js->cfg->host_rate <= 0)
+		return 1;
+	if (it->host == NULL)
+		it->host = hostrate_key(it->url);
+	if (hostrate_take(
+		js->rate, it->host, item_rate_cb, it, &it->rate_wait) == 0)
+		return 1;
+	log_debug("job %llu item %lu: waiting for host_rate on %s",
+	    it->job->id, it->n, it->host);
+	return 0;
+}
+
 /* Fill free transfer slots, one item per job in turn. */
 static void
 jobs_pump(struct jobs *js)
@@ -895,6 +953,8 @@ jobs_pump(struct jobs *js)
 			TAILQ_INSERT_TAIL(&js->ring, j, ring_entry);
 			j->in_ring = 1;
 		}
+		if (!item_rate_ok(it))
+			continue; /* parked: no slot taken */
 		item_start(it);
 	}
 }
@@ -1296,6 +1356,7 @@ void
 jobs_reconfigure(struct jobs *js)
 {
 	fetcher_reconfigure(js->fetcher);
+	hostrate_set_rate(js->rate, js->cfg->host_rate);
 	jobs_pump(js);
 }
 
@@ -1401,6 +1462,11 @@ job_cancel(struct job *j)
 			event_free(it->retry_ev);
 			it->retry_ev = NULL;
 		}
+		if (it->rate_wait != NULL) {
+			hostrate_cancel(it->rate_wait);
+			it->rate_wait = NULL;
+		}
+		it->rate_granted = 0;
 		item_unrun(it);
 		item_drop_part(it);
 		item_set_state(it, ITEM_CANCELLED);

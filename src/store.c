@@ -15,6 +15,9 @@
  *   jobs(id, created, finished, state, dir, name, headers)
  *   jobs(..., options): options is a JSON object of the job's own
  *         settings (if_changed, dedup, ...), NULL for none
+ *   jobs(..., owner_uid, owner_user): who submitted the job (the API
+ *         client's uid and its user name then); NULL for jobs stored
+ *         before version 4, which have no owner
  *   items(job -> jobs.id ON DELETE CASCADE, n, url, state, path, part,
  *         validator, error, http_status, bytes, attempts, retry_at, extra),
  *         key (job, n); extra is a JSON object of what only some items
@@ -22,8 +25,8 @@
  *   cache(url, etag, last_modified, size, sha256, path, images, used),
  *         key url: what the last successful fetch of a URL gave, for
  *         conditional requests and dedup; pruned oldest used first
- * Version 1 had no retry_at, version 2 no options, extra or cache; opening
- * such a store adds them.
+ * Version 1 had no retry_at, version 2 no options, extra or cache, version
+ * 3 no owner_uid or owner_user; opening such a store adds them.
  * Times are seconds since the epoch; finished is 0 while a job runs. The
  * header list is stored newline-joined in jobs.headers ("" for none):
  * headers are checked to hold no CR or LF before they reach a job, and
@@ -86,7 +89,7 @@
 #include "store.h"
 #include "xmalloc.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_DB_NAME "imgfetchd.db"
 #define STORE_LOCK_NAME "imgfetchd.lock"
@@ -112,7 +115,9 @@ static const char store_schema[] =
     " dir TEXT,"
     " name TEXT,"
     " headers TEXT NOT NULL DEFAULT '',"
-    " options TEXT);"
+    " options TEXT,"
+    " owner_uid INTEGER,"
+    " owner_user TEXT);"
     "CREATE INDEX jobs_finished ON jobs (finished) WHERE finished != 0;"
     "CREATE TABLE items ("
     " job INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
@@ -130,6 +135,11 @@ static const char store_schema[] =
     " extra TEXT,"
     " PRIMARY KEY (job, n)) WITHOUT ROWID;"
     STORE_CACHE_SCHEMA;
+
+/* From schema version 3 to 4: job owners (NULL: stored before owners). */
+static const char store_migrate_3[] =
+    "ALTER TABLE jobs ADD COLUMN owner_uid INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN owner_user TEXT;";
 
 /* From schema version 2 to 3. */
 static const char store_migrate_2[] =
@@ -169,8 +179,8 @@ static const char *const store_sql[ST_COUNT] = {
 	[ST_RELEASE] = "RELEASE op",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO op",
 	[ST_INSERT_JOB] = "INSERT INTO jobs (id, created, finished, state, dir,"
-			  " name, headers, options)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+			  " name, headers, options, owner_uid, owner_user)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 	[ST_INSERT_ITEM] =
 	    "INSERT INTO items (job, n, state, path, part,"
 	    " validator, error, http_status, bytes, attempts, retry_at, url,"
@@ -185,7 +195,8 @@ static const char *const store_sql[ST_COUNT] = {
 	    " WHERE job = ?1 AND n = ?2",
 	[ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
 	[ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
-			   " headers, options FROM jobs ORDER BY id",
+			   " headers, options, owner_uid, owner_user"
+			   " FROM jobs ORDER BY id",
 	[ST_SELECT_ITEMS] =
 	    "SELECT n, url, state, path, part, validator,"
 	    " error, http_status, bytes, attempts, retry_at, extra FROM items"
@@ -225,6 +236,8 @@ struct sop {
 	const char *name;
 	const char *headers; /* newline-joined */
 	const char *options;
+	long long owner_uid; /* -1: none */
+	const char *owner_user;
 	int bad_headers;
 	struct store_cache cache; /* SOP_PUT_CACHE */
 	size_t keep; /* SOP_PRUNE_CACHE */
@@ -466,24 +479,26 @@ store_open_db(struct store *s, char **cause)
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if (store_exec_sql(s, store_schema, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 3", cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 4", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
 		log_debug("store: created %s/%s", s->dir, STORE_DB_NAME);
-	} else if (version == 1 || version == 2) {
+	} else if (version >= 1 && version <= 3) {
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if ((version == 1 &&
 			store_exec_sql(s, store_migrate_1, cause) != 0) ||
-		    store_exec_sql(s, store_migrate_2, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 3", cause) != 0 ||
+		    (version <= 2 &&
+			store_exec_sql(s, store_migrate_2, cause) != 0) ||
+		    store_exec_sql(s, store_migrate_3, cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 4", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
-		log_info("store: %s/%s upgraded from schema version %lld to 3",
+		log_info("store: %s/%s upgraded from schema version %lld to 4",
 		    s->dir, STORE_DB_NAME, version);
 	} else if (version != STORE_SCHEMA_VERSION) {
 		store_cause(cause, s->dir,
@@ -778,6 +793,9 @@ store_load(struct store *s, store_load_cb cb, void *arg)
 		    store_column(&blocks, st, 6), &job.nheaders);
 		job.headers = headers;
 		job.options = store_column(&blocks, st, 7);
+		job.owned = sqlite3_column_type(st, 8) != SQLITE_NULL;
+		job.owner_uid = (unsigned long)sqlite3_column_int64(st, 8);
+		job.owner_user = store_column(&blocks, st, 9);
 		if (store_load_items(
 			s, job.id, &blocks, &items, &cap, &job.nitems) != 0) {
 			free(headers);
@@ -842,7 +860,7 @@ store_add_job(
 	op->state = job->state;
 
 	size = str_size(job->dir) + str_size(job->name) +
-	    str_size(job->options) + 1;
+	    str_size(job->options) + str_size(job->owner_user) + 1;
 	for (i = 0; i < job->nheaders; i++) {
 		size += strlen(job->headers[i]) + 1;
 		if (strpbrk(job->headers[i], "\r\n") != NULL)
@@ -855,6 +873,8 @@ store_add_job(
 	op->dir = str_put(&p, job->dir);
 	op->name = str_put(&p, job->name);
 	op->options = str_put(&p, job->options);
+	op->owner_uid = job->owned ? (long long)job->owner_uid : -1;
+	op->owner_user = str_put(&p, job->owner_user);
 	op->headers = p;
 	for (i = 0; i < job->nheaders; i++) {
 		if (i > 0)
@@ -1132,6 +1152,12 @@ store_apply_add(struct store *s, struct sop *op)
 		rc = sqlite3_bind_text(st, 7, op->headers, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 8, op->options, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && op->owner_uid >= 0)
+		rc = sqlite3_bind_int64(st, 9, (sqlite3_int64)op->owner_uid);
+	else if (rc == SQLITE_OK)
+		rc = sqlite3_bind_null(st, 9);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 10, op->owner_user, -1, SQLITE_STATIC);
 	if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
 	    store_step(s, st) != 0)
 		goto fail;

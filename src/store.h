@@ -45,6 +45,9 @@ struct store_job {
 	char *const *headers; /* "Name: value" */
 	size_t nheaders;
 	const char *options; /* JSON object of the job's settings, or NULL */
+	int owned; /* owner_uid and owner_user are known (0: stored before) */
+	unsigned long owner_uid; /* the submitter's uid */
+	const char *owner_user; /* its user name then, or NULL */
 	const struct store_item *items;
 	size_t nitems;
 };
