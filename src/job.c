@@ -108,6 +108,9 @@ struct job {
 	char *name;
 	char **headers;
 	size_t nheaders;
+	int owned; /* owner_uid and owner_user are known */
+	unsigned long owner_uid;
+	char *owner_user; /* NULL if the uid had no name */
 	struct item *items;
 	size_t nitems;
 	struct item_queue runq;
@@ -272,6 +275,7 @@ job_free(struct job *j)
 	free(j->items);
 	free(j->dir);
 	free(j->name);
+	free(j->owner_user);
 	free(j);
 }
 
@@ -451,6 +455,12 @@ job_json(struct job *j, enum job_items which)
 	    o, "dir", json_string(j->dir != NULL ? j->dir : ""));
 	json_object_set_new(o, "name",
 	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
+	if (j->owned)
+		json_object_set_new(o, "owner",
+		    json_pack("{sIs?}", "uid", (json_int_t)j->owner_uid,
+			"user", j->owner_user));
+	else
+		json_object_set_new(o, "owner", json_null());
 	if (which == JOB_ITEMS_NONE)
 		return o;
 	items = json_array();
@@ -468,6 +478,25 @@ unsigned long long
 job_id(struct job *j)
 {
 	return j->id;
+}
+
+/* The job's owner, if it has one. */
+int
+job_owner(struct job *j, struct job_owner *owner)
+{
+	if (!j->owned)
+		return -1;
+	owner->uid = j->owner_uid;
+	owner->user = j->owner_user;
+	return 0;
+}
+
+/* Whether the job counts for a listing of owner's jobs. */
+static int
+job_owned_by(const struct job *j, long long owner)
+{
+	return owner == JOB_OWNER_ANY ||
+	    (j->owned && (long long)j->owner_uid == owner);
 }
 
 /* Whether every item has ended. */
@@ -1021,7 +1050,8 @@ job_accept_later_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Accept a new job. */
 struct job *
-jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
+jobs_submit(struct jobs *js, struct job_request *req,
+    const struct job_owner *owner, int *status, char **cause,
     jobs_accept_cb cb, void *arg)
 {
 	struct store_item *sitems;
@@ -1051,6 +1081,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	j->nheaders = req->nheaders;
 	j->accept_cb = cb;
 	j->accept_arg = arg;
+	if (owner != NULL) {
+		j->owned = 1;
+		j->owner_uid = owner->uid;
+		j->owner_user =
+		    owner->user != NULL ? xstrdup(owner->user) : NULL;
+	}
 	for (i = 0; i < req->nurls; i++) {
 		j->items[i].url = req->urls[i];
 		j->items[i].state = ITEM_QUEUED;
@@ -1060,9 +1096,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	memset(req, 0, sizeof *req);
 	j->count[ITEM_QUEUED] = j->nitems;
 	js->count[ITEM_QUEUED] += j->nitems;
-	log_info("job %llu: accepted, %zu items into \"%s\" as \"%s\"", j->id,
-	    j->nitems, j->dir != NULL ? j->dir : "",
-	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE);
+	log_info("job %llu: accepted, %zu items into \"%s\" as \"%s\" for "
+		 "uid %ld (%s)",
+	    j->id, j->nitems, j->dir != NULL ? j->dir : "",
+	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE,
+	    j->owned ? (long)j->owner_uid : -1L,
+	    j->owner_user != NULL ? j->owner_user : "no name");
 
 	if (js->store == NULL) {
 		event_base_once(
@@ -1084,6 +1123,9 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	sj.name = j->name;
 	sj.headers = j->headers;
 	sj.nheaders = j->nheaders;
+	sj.owned = j->owned;
+	sj.owner_uid = j->owner_uid;
+	sj.owner_user = j->owner_user;
 	sj.items = sitems;
 	sj.nitems = j->nitems;
 	store_add_job(js->store, &sj, job_stored, j);
@@ -1262,6 +1304,10 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	j->finished = sj->finished;
 	j->dir = sj->dir != NULL ? xstrdup(sj->dir) : NULL;
 	j->name = sj->name != NULL ? xstrdup(sj->name) : NULL;
+	j->owned = sj->owned;
+	j->owner_uid = sj->owner_uid;
+	j->owner_user =
+	    sj->owner_user != NULL ? xstrdup(sj->owner_user) : NULL;
 	j->stored = 1;
 	if (sj->nheaders > 0) {
 		j->headers = xcalloc(sj->nheaders, sizeof *j->headers);
@@ -1377,9 +1423,9 @@ jobs_find(struct jobs *js, unsigned long long id)
 	return js->all[id - 1];
 }
 
-/* All jobs, newest first, optionally of one state. */
+/* All jobs (or one uid's), newest first, optionally of one state. */
 json_t *
-jobs_list_json(struct jobs *js, const char *state)
+jobs_list_json(struct jobs *js, const char *state, long long owner)
 {
 	json_t *list;
 	size_t i, k;
@@ -1396,7 +1442,8 @@ jobs_list_json(struct jobs *js, const char *state)
 	list = json_array();
 	for (i = js->njobs; i > 0; i--) {
 		if (js->all[i - 1] == NULL ||
-		    (want != -1 && (int)js->all[i - 1]->state != want))
+		    (want != -1 && (int)js->all[i - 1]->state != want) ||
+		    !job_owned_by(js->all[i - 1], owner))
 			continue;
 		json_array_append_new(
 		    list, job_json(js->all[i - 1], JOB_ITEMS_NONE));
@@ -1404,22 +1451,40 @@ jobs_list_json(struct jobs *js, const char *state)
 	return json_pack("{so}", "jobs", list);
 }
 
-/* The daemon's counters and limits. */
+/* The daemon's counters (of every job or one uid's) and limits. */
 json_t *
-jobs_status_json(struct jobs *js)
+jobs_status_json(struct jobs *js, long long owner)
 {
 	const struct config *cfg = js->cfg;
+	size_t count[ITEM_NSTATES], nlive = js->nlive, i, k;
+	unsigned long long bytes = js->bytes;
+	json_t *o;
 
-	return json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisisi}}",
+	memcpy(count, js->count, sizeof count);
+	if (owner != JOB_OWNER_ANY) {
+		memset(count, 0, sizeof count);
+		nlive = 0;
+		bytes = 0;
+		for (i = 0; i < js->njobs; i++) {
+			if (js->all[i] == NULL ||
+			    !job_owned_by(js->all[i], owner))
+				continue;
+			nlive++;
+			for (k = 0; k < ITEM_NSTATES; k++)
+				count[k] += js->all[i]->count[k];
+			/* Ended items only, as js->bytes counts them. */
+			bytes += js->all[i]->bytes_done;
+		}
+	}
+	o = json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisisi}}",
 	    "version", IMGFETCHD_VERSION, "uptime",
-	    (json_int_t)(time(NULL) - js->started), "jobs",
-	    (json_int_t)js->nlive, "items", "queued",
-	    (json_int_t)js->count[ITEM_QUEUED], "active",
-	    (json_int_t)js->count[ITEM_ACTIVE], "done",
-	    (json_int_t)js->count[ITEM_DONE], "failed",
-	    (json_int_t)js->count[ITEM_FAILED], "cancelled",
-	    (json_int_t)js->count[ITEM_CANCELLED], "bytes",
-	    (json_int_t)js->bytes, "limits", "max_transfers",
+	    (json_int_t)(time(NULL) - js->started), "jobs", (json_int_t)nlive,
+	    "items", "queued", (json_int_t)count[ITEM_QUEUED], "active",
+	    (json_int_t)count[ITEM_ACTIVE], "done",
+	    (json_int_t)count[ITEM_DONE], "failed",
+	    (json_int_t)count[ITEM_FAILED], "cancelled",
+	    (json_int_t)count[ITEM_CANCELLED], "bytes", (json_int_t)bytes,
+	    "limits", "max_transfers",
 	    cfg->max_transfers, "max_host_connections",
 	    cfg->max_host_connections, "workers", cfg->workers, "queue_limit",
 	    cfg->queue_limit, "max_item_size", (json_int_t)cfg->max_item_size,
@@ -1427,6 +1492,12 @@ jobs_status_json(struct jobs *js)
 	    (json_int_t)cfg->timeout, "connect_timeout",
 	    (int)cfg->connect_timeout, "max_redirects", cfg->max_redirects,
 	    "retries", cfg->retries);
+	json_object_set_new(o, "scope",
+	    json_string(owner == JOB_OWNER_ANY ? "all" : "own"));
+	json_object_set_new(json_object_get(o, "limits"), "host_rate",
+	    json_real(cfg->host_rate));
+	json_object_set_new(o, "private_jobs", json_boolean(cfg->private_jobs));
+	return o;
 }
 
 /* Cancel a job's remaining items. */
