@@ -457,7 +457,7 @@ job_json(struct job *j, enum job_items which)
 	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
 	if (j->owned)
 		json_object_set_new(o, "owner",
-		    json_pack("{sIs?}", "uid", (json_int_t)j->owner_uid,
+		    json_pack("{sIss?}", "uid", (json_int_t)j->owner_uid,
 			"user", j->owner_user));
 	else
 		json_object_set_new(o, "owner", json_null());
