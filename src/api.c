@@ -337,8 +337,7 @@ api_scope(const struct api_conn *conn)
 
 /* Whether the client may cancel a job; if not, a 403 is sent. */
 static int
-api_may_cancel(struct api_conn *conn, struct evhttp_request *req,
-    struct job *j)
+api_may_cancel(struct api_conn *conn, struct evhttp_request *req, struct job *j)
 {
 	struct job_owner owner;
 
@@ -762,8 +761,8 @@ api_conn_identify(struct api_conn *conn)
 	    found != NULL)
 		conn->user = xstrdup(pw.pw_name);
 	free(buf);
-	log_debug("api: connection from pid %ld, uid %lu (%s)",
-	    (long)cred.pid, (unsigned long)cred.uid,
+	log_debug("api: connection from pid %ld, uid %lu (%s)", (long)cred.pid,
+	    (unsigned long)cred.uid,
 	    conn->user != NULL ? conn->user : "no name");
 }
 

@@ -368,7 +368,7 @@ config_set_list(const struct config_key *key, char ***list, size_t *count,
 		config_error(cause, file, config_setting_source_line(s),
 		    "%s: expected a list of %s", key->name,
 		    key->kind == CONFIG_HEADERS ? "\"Name: value\" strings"
-		    : key->kind == CONFIG_NETWORKS
+			: key->kind == CONFIG_NETWORKS
 			? "networks like \"10.0.0.0/8\""
 			: "media types like \"image/*\"");
 		return -1;
@@ -587,14 +587,14 @@ config_set(struct config *cfg, const struct config_key *key,
 		else if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64)
 			rate = (double)config_setting_get_int64(s);
 		else {
-			config_error(cause, file, line,
-			    "%s: expected a number", key->name);
+			config_error(cause, file, line, "%s: expected a number",
+			    key->name);
 			return -1;
 		}
 		if (!(rate >= (double)key->min && rate <= (double)key->max)) {
 			config_error(cause, file, line,
-			    "%s: %g out of range (%lld..%lld)", key->name,
-			    rate, key->min, key->max);
+			    "%s: %g out of range (%lld..%lld)", key->name, rate,
+			    key->min, key->max);
 			return -1;
 		}
 		*(double *)field = rate;

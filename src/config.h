@@ -49,7 +49,8 @@ struct config {
 	size_t ndeny_networks;
 	char **allow_networks; /* allow_networks: CIDR strings, empty = all */
 	size_t nallow_networks;
-	double host_rate; /* host_rate: item starts per second per host, 0 = no limit */
+	double
+	    host_rate; /* host_rate: item starts per second per host, 0 = no limit */
 };
 
 /*

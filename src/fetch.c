@@ -310,8 +310,8 @@ fetch_open_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 		return CURL_SOCKET_BAD;
 	fe = t->fetcher;
 	if (netpolicy_active(fe->policy) &&
-	    netpolicy_check(fe->policy, &addr->addr, t->denied,
-		sizeof t->denied) != 0) {
+	    netpolicy_check(
+		fe->policy, &addr->addr, t->denied, sizeof t->denied) != 0) {
 		log_info("fetch: %s", t->denied);
 		return CURL_SOCKET_BAD;
 	}

@@ -252,8 +252,8 @@ hostrate_host_get(struct hostrate *hr, const char *key, double now)
 
 /* Take a start for host now, or queue a waiter. */
 int
-hostrate_take(struct hostrate *hr, const char *host, hostrate_cb cb,
-    void *arg, struct hostrate_wait **wait)
+hostrate_take(struct hostrate *hr, const char *host, hostrate_cb cb, void *arg,
+    struct hostrate_wait **wait)
 {
 	struct hostrate_host *h;
 	struct hostrate_wait *w;

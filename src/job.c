@@ -950,8 +950,8 @@ item_rate_ok(struct item *it)
 	if (hostrate_take(
 		js->rate, it->host, item_rate_cb, it, &it->rate_wait) == 0)
 		return 1;
-	log_debug("job %llu item %lu: waiting for host_rate on %s",
-	    it->job->id, it->n, it->host);
+	log_debug("job %llu item %lu: waiting for host_rate on %s", it->job->id,
+	    it->n, it->host);
 	return 0;
 }
 
@@ -1051,8 +1051,8 @@ job_accept_later_cb(evutil_socket_t fd, short what, void *arg)
 /* Accept a new job. */
 struct job *
 jobs_submit(struct jobs *js, struct job_request *req,
-    const struct job_owner *owner, int *status, char **cause,
-    jobs_accept_cb cb, void *arg)
+    const struct job_owner *owner, int *status, char **cause, jobs_accept_cb cb,
+    void *arg)
 {
 	struct store_item *sitems;
 	struct store_job sj;
@@ -1306,8 +1306,7 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	j->name = sj->name != NULL ? xstrdup(sj->name) : NULL;
 	j->owned = sj->owned;
 	j->owner_uid = sj->owner_uid;
-	j->owner_user =
-	    sj->owner_user != NULL ? xstrdup(sj->owner_user) : NULL;
+	j->owner_user = sj->owner_user != NULL ? xstrdup(sj->owner_user) : NULL;
 	j->stored = 1;
 	if (sj->nheaders > 0) {
 		j->headers = xcalloc(sj->nheaders, sizeof *j->headers);
@@ -1484,16 +1483,16 @@ jobs_status_json(struct jobs *js, long long owner)
 	    (json_int_t)count[ITEM_DONE], "failed",
 	    (json_int_t)count[ITEM_FAILED], "cancelled",
 	    (json_int_t)count[ITEM_CANCELLED], "bytes", (json_int_t)bytes,
-	    "limits", "max_transfers",
-	    cfg->max_transfers, "max_host_connections",
-	    cfg->max_host_connections, "workers", cfg->workers, "queue_limit",
-	    cfg->queue_limit, "max_item_size", (json_int_t)cfg->max_item_size,
-	    "max_request_body", (json_int_t)cfg->max_request_body, "timeout",
+	    "limits", "max_transfers", cfg->max_transfers,
+	    "max_host_connections", cfg->max_host_connections, "workers",
+	    cfg->workers, "queue_limit", cfg->queue_limit, "max_item_size",
+	    (json_int_t)cfg->max_item_size, "max_request_body",
+	    (json_int_t)cfg->max_request_body, "timeout",
 	    (json_int_t)cfg->timeout, "connect_timeout",
 	    (int)cfg->connect_timeout, "max_redirects", cfg->max_redirects,
 	    "retries", cfg->retries);
-	json_object_set_new(o, "scope",
-	    json_string(owner == JOB_OWNER_ANY ? "all" : "own"));
+	json_object_set_new(
+	    o, "scope", json_string(owner == JOB_OWNER_ANY ? "all" : "own"));
 	json_object_set_new(json_object_get(o, "limits"), "host_rate",
 	    json_real(cfg->host_rate));
 	json_object_set_new(o, "private_jobs", json_boolean(cfg->private_jobs));

@@ -43,8 +43,8 @@ typedef void (*jobs_accept_cb)(void *arg, struct job *, int ok);
  * be accepted.
  */
 struct job *jobs_submit(struct jobs *, struct job_request *,
-    const struct job_owner *owner, int *status, char **cause,
-    jobs_accept_cb cb, void *arg);
+    const struct job_owner *owner, int *status, char **cause, jobs_accept_cb cb,
+    void *arg);
 struct job *jobs_find(struct jobs *, unsigned long long id);
 /* Forget the accept callback of a job not yet stored (its caller is gone). */
 void job_clear_accept(struct job *);

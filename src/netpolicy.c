@@ -48,8 +48,10 @@ netpolicy_parse_net(const char *cidr, struct netpolicy_net *net, char **why)
 	memset(net, 0, sizeof *net);
 	n = strlen(cidr);
 	if (n == 0 || n >= sizeof buf) {
-		xasprintf(why, "\"%.64s\" is not a network like "
-		    "\"10.0.0.0/8\" or \"fc00::/7\"", cidr);
+		xasprintf(why,
+		    "\"%.64s\" is not a network like "
+		    "\"10.0.0.0/8\" or \"fc00::/7\"",
+		    cidr);
 		return -1;
 	}
 	memcpy(buf, cidr, n + 1);
@@ -69,8 +71,10 @@ netpolicy_parse_net(const char *cidr, struct netpolicy_net *net, char **why)
 	if (slash != NULL) {
 		if (slash[1] < '0' || slash[1] > '9' ||
 		    (slash[1] == '0' && slash[2] != '\0')) {
-			xasprintf(why, "\"%s\": prefix length \"%s\" is not "
-			    "a number", cidr, slash + 1);
+			xasprintf(why,
+			    "\"%s\": prefix length \"%s\" is not "
+			    "a number",
+			    cidr, slash + 1);
 			return -1;
 		}
 		len = strtoul(slash + 1, &end, 10);
@@ -85,8 +89,10 @@ netpolicy_parse_net(const char *cidr, struct netpolicy_net *net, char **why)
 	for (i = net->prefix; i < max; i++) {
 		bits = net->addr[i / 8] & (0x80u >> (i % 8));
 		if (bits != 0) {
-			xasprintf(why, "\"%s\" has address bits set past "
-			    "the prefix length", cidr);
+			xasprintf(why,
+			    "\"%s\" has address bits set past "
+			    "the prefix length",
+			    cidr);
 			return -1;
 		}
 	}
@@ -104,8 +110,8 @@ netpolicy_parse(const char *cidr, char **why)
 
 /* Fill a list from config strings; 0, or -1 with *why set. */
 static int
-netpolicy_fill(struct netpolicy_list *list, char *const *cidrs, size_t n,
-    char **why)
+netpolicy_fill(
+    struct netpolicy_list *list, char *const *cidrs, size_t n, char **why)
 {
 	size_t i;
 

@@ -34,7 +34,7 @@ int netpolicy_active(const struct netpolicy *);
  * deny_networks" or "address X is not in allow_networks". Any other
  * family is refused.
  */
-int netpolicy_check(const struct netpolicy *, const struct sockaddr *,
-    char *why, size_t len);
+int netpolicy_check(
+    const struct netpolicy *, const struct sockaddr *, char *why, size_t len);
 
 #endif

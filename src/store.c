@@ -1157,7 +1157,8 @@ store_apply_add(struct store *s, struct sop *op)
 	else if (rc == SQLITE_OK)
 		rc = sqlite3_bind_null(st, 9);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_bind_text(st, 10, op->owner_user, -1, SQLITE_STATIC);
+		rc = sqlite3_bind_text(
+		    st, 10, op->owner_user, -1, SQLITE_STATIC);
 	if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
 	    store_step(s, st) != 0)
 		goto fail;

@@ -89,8 +89,8 @@ test_messages(void)
 	char *why = NULL;
 
 	CHECK(netpolicy_parse("10.0.0.1/8", &why) == -1);
-	CHECK_STR(why,
-	    "\"10.0.0.1/8\" has address bits set past the prefix length");
+	CHECK_STR(
+	    why, "\"10.0.0.1/8\" has address bits set past the prefix length");
 	free(why);
 	why = NULL;
 	CHECK(netpolicy_parse("10.0.0.0/40", &why) == -1);
@@ -112,8 +112,8 @@ test_deny(void)
 	struct netpolicy *np;
 	char *why = NULL;
 
-	np = netpolicy_create(NULL, 0, deny, sizeof deny / sizeof deny[0],
-	    &why);
+	np =
+	    netpolicy_create(NULL, 0, deny, sizeof deny / sizeof deny[0], &why);
 	CHECK(np != NULL && why == NULL);
 	if (np == NULL)
 		return;
@@ -194,8 +194,8 @@ test_allow(void)
 
 	/* Odd prefix lengths: /0, /1, /31, /127. */
 	{
-		char *a0[] = { "0.0.0.0/0", "2001:db8::/126" }, *d1[] = { "128.0.0.0/1",
-			"10.0.0.2/31", "2001:db8::/127" };
+		char *a0[] = { "0.0.0.0/0", "2001:db8::/126" },
+		     *d1[] = { "128.0.0.0/1", "10.0.0.2/31", "2001:db8::/127" };
 
 		np = netpolicy_create(a0, 2, d1, 3, &why);
 		CHECK(np != NULL);
