@@ -3,6 +3,15 @@
  * routes under /v1, JSON bodies with jansson, errors as {"error": "..."}.
  * The events endpoint keeps a chunked reply open and writes one JSON line
  * per job event until the job ends or the client goes away.
+ *
+ * Who may do what: each connection's peer is read once with SO_PEERCRED.
+ * A job belongs to the uid that submitted it. Cancelling is for its owner,
+ * root and the daemon's own uid (which is who runs it: the service's user,
+ * or the user who started it by hand); a job stored before owners were
+ * kept has none and only root and the daemon's uid may cancel it. With
+ * private_jobs, other users' jobs are also hidden from everyone else:
+ * absent from lists, 404 by id and for events, and /v1/status counts only
+ * the client's own jobs.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -10,7 +19,9 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +79,9 @@ struct api_qcall {
 struct api_conn {
 	struct api *api;
 	struct evhttp_connection *evcon;
+	int known; /* SO_PEERCRED answered: uid is the peer's */
+	uid_t uid;
+	char *user; /* the uid's name, or NULL */
 	struct api_stream *stream;
 	struct api_submit *submit;
 	struct api_qcall *qcall;
@@ -125,6 +139,8 @@ api_reason(int code)
 		return "Accepted";
 	case 400:
 		return "Bad Request";
+	case 403:
+		return "Forbidden";
 	case 404:
 		return "Not Found";
 	case 405:
@@ -361,6 +377,63 @@ api_take_shared(struct evhttp_request *req, const char *body, size_t len,
 	return 0;
 }
 
+/* Whether the client may see and cancel every job: root, the daemon's uid. */
+static int
+api_privileged(const struct api_conn *conn)
+{
+	return conn->known && (conn->uid == 0 || conn->uid == geteuid());
+}
+
+/* Whether the client owns the job. */
+static int
+api_owns(const struct api_conn *conn, struct job *j)
+{
+	struct job_owner owner;
+
+	return conn->known && job_owner(j, &owner) == 0 &&
+	    owner.uid == (unsigned long)conn->uid;
+}
+
+/* Whether the client may see a job: private_jobs hides others' jobs. */
+static int
+api_may_see(const struct api_conn *conn, struct job *j)
+{
+	return !conn->api->cfg->private_jobs || api_privileged(conn) ||
+	    api_owns(conn, j);
+}
+
+/* Whose jobs the client's lists and counters cover. */
+static long long
+api_scope(const struct api_conn *conn)
+{
+	if (!conn->api->cfg->private_jobs || api_privileged(conn))
+		return JOB_OWNER_ANY;
+	/* A peer of unknown uid owns nothing: no uid is this large. */
+	return conn->known ? (long long)conn->uid : (long long)UINT32_MAX + 1;
+}
+
+/* Whether the client may cancel a job; if not, a 403 is sent. */
+static int
+api_may_cancel(struct api_conn *conn, struct evhttp_request *req, struct job *j)
+{
+	struct job_owner owner;
+
+	if (api_privileged(conn) || api_owns(conn, j))
+		return 1;
+	if (job_owner(j, &owner) == -1)
+		api_error(req, 403,
+		    "job %llu has no owner (it was stored before owners "
+		    "were kept); only root and the daemon's user may cancel it",
+		    job_id(j));
+	else if (owner.user != NULL)
+		api_error(req, 403, "job %llu belongs to uid %lu (%s)",
+		    job_id(j), owner.uid, owner.user);
+	else
+		api_error(req, 403, "job %llu belongs to uid %lu", job_id(j),
+		    owner.uid);
+	return 0;
+}
+
 /* POST /v1/jobs */
 static void
 api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
@@ -370,6 +443,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	static const char *const known[] = { "dir", "name", NULL };
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	struct job_request jr;
+	struct job_owner owner;
 	struct evkeyvalq q;
 	const char *type, *dir, *name;
 	struct job *j;
@@ -447,8 +521,10 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	free(text);
 	sub = xcalloc(1, sizeof *sub);
 	sub->minimal = api_prefers_minimal(req);
-	if ((j = jobs_submit(api->jobs, &jr, &status, &cause, api_submit_cb,
-		 sub)) == NULL) {
+	owner.uid = (unsigned long)conn->uid;
+	owner.user = conn->user;
+	if ((j = jobs_submit(api->jobs, &jr, conn->known ? &owner : NULL,
+		 &status, &cause, api_submit_cb, sub)) == NULL) {
 		free(sub);
 		request_finish(&jr);
 		if (status == 503) {
@@ -472,8 +548,9 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 
 /* GET /v1/jobs */
 static void
-api_get_jobs(struct api *api, struct evhttp_request *req)
+api_get_jobs(struct api_conn *conn, struct evhttp_request *req)
 {
+	struct api *api = conn->api;
 	static const char *const known[] = { "state", NULL };
 	struct evkeyvalq q;
 	const char *state;
@@ -482,7 +559,7 @@ api_get_jobs(struct api *api, struct evhttp_request *req)
 	if (api_query(req, &q, known) == -1)
 		return;
 	state = evhttp_find_header(&q, "state");
-	list = jobs_list_json(api->jobs, state);
+	list = jobs_list_json(api->jobs, state, api_scope(conn));
 	if (list == NULL)
 		api_error(req, 400, "state: unknown job state \"%s\"", state);
 	else
@@ -610,7 +687,8 @@ api_job_route(
 		    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
 		return;
 	}
-	if ((j = jobs_find(api->jobs, id)) == NULL) {
+	/* A job the client may not see is answered as if absent. */
+	if ((j = jobs_find(api->jobs, id)) == NULL || !api_may_see(conn, j)) {
 		api_error(req, 404, "no such job: %llu", id);
 		return;
 	}
@@ -625,6 +703,8 @@ api_job_route(
 	if (cmd == EVHTTP_REQ_GET)
 		api_reply(req, 200, job_json(j, JOB_ITEMS_ALL));
 	else if (cmd == EVHTTP_REQ_DELETE) {
+		if (!api_may_cancel(conn, req, j))
+			return;
 		if (job_ended(j)) {
 			api_reply(req, 200, job_json(j, JOB_ITEMS_ALL));
 			return;
@@ -694,6 +774,7 @@ api_conn_closecb(struct evhttp_connection *evcon, void *arg)
 		conn->submit->req = NULL;
 	}
 	TAILQ_REMOVE(&api->conns, conn, entry);
+	free(conn->user);
 	free(conn);
 	/* evhttp frees the bufferevent after this returns: sweep then. */
 	event_active(api->sweep_ev, 0, 0);
@@ -757,6 +838,42 @@ api_bev_cb(struct event_base *base, void *arg)
 	return bev;
 }
 
+/*
+ * Who is at the other end of a new connection: its uid from SO_PEERCRED
+ * and that uid's name (getpwuid_r may ask NSS, once per connection).
+ */
+static void
+api_conn_identify(struct api_conn *conn)
+{
+	struct bufferevent *bev;
+	struct passwd pw, *found = NULL;
+	struct ucred cred;
+	socklen_t len = sizeof cred;
+	evutil_socket_t fd;
+	long size;
+	char *buf;
+
+	bev = evhttp_connection_get_bufferevent(conn->evcon);
+	fd = bev != NULL ? bufferevent_getfd(bev) : -1;
+	if (fd == -1 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) {
+		log_warn("api: SO_PEERCRED");
+		return;
+	}
+	conn->known = 1;
+	conn->uid = cred.uid;
+	if ((size = sysconf(_SC_GETPW_R_SIZE_MAX)) <= 0)
+		size = 16384;
+	buf = xmalloc((size_t)size);
+	if (getpwuid_r(cred.uid, &pw, buf, (size_t)size, &found) == 0 &&
+	    found != NULL)
+		conn->user = xstrdup(pw.pw_name);
+	free(buf);
+	log_debug("api: connection from pid %ld, uid %lu (%s)", (long)cred.pid,
+	    (unsigned long)cred.uid,
+	    conn->user != NULL ? conn->user : "no name");
+}
+
 /* The tracked connection a request came on, tracking it if new. */
 static struct api_conn *
 api_conn_get(struct api *api, struct evhttp_request *req)
@@ -771,6 +888,7 @@ api_conn_get(struct api *api, struct evhttp_request *req)
 	conn = xcalloc(1, sizeof *conn);
 	conn->api = api;
 	conn->evcon = evcon;
+	api_conn_identify(conn);
 	TAILQ_INSERT_HEAD(&api->conns, conn, entry);
 	evhttp_connection_set_closecb(evcon, api_conn_closecb, conn);
 	return conn;
@@ -810,7 +928,7 @@ api_request_cb(struct evhttp_request *req, void *arg)
 		path = "";
 	if (strcmp(path, API_PREFIX "/jobs") == 0) {
 		if (cmd == EVHTTP_REQ_GET)
-			api_get_jobs(api, req);
+			api_get_jobs(conn, req);
 		else if (cmd == EVHTTP_REQ_POST)
 			api_post_jobs(conn, req);
 		else
@@ -820,7 +938,8 @@ api_request_cb(struct evhttp_request *req, void *arg)
 		api_job_route(conn, req, path + strlen(API_PREFIX "/jobs/"));
 	else if (strcmp(path, API_PREFIX "/status") == 0) {
 		if (cmd == EVHTTP_REQ_GET)
-			api_reply(req, 200, jobs_status_json(api->jobs));
+			api_reply(req, 200,
+			    jobs_status_json(api->jobs, api_scope(conn)));
 		else
 			api_bad_method(req, "GET");
 	} else if (strcmp(path, API_PREFIX "/queue") == 0) {

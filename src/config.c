@@ -25,6 +25,7 @@
 #include "config.h"
 #include "defs.h"
 #include "log.h"
+#include "netpolicy.h"
 #include "path.h"
 #include "request.h"
 #include "xmalloc.h"
@@ -50,11 +51,19 @@ enum config_kind {
 	CONFIG_PROXY, /* "" or a proxy URL */
 	CONFIG_NOPROXY,
 	CONFIG_REDIS,
-	CONFIG_LISTEN
+	CONFIG_LISTEN,
+	CONFIG_NETWORKS,
+	CONFIG_RATE
 };
 
-/* The C type of an integer field. */
-enum config_ctype { CONFIG_INT, CONFIG_LONG, CONFIG_LLONG, CONFIG_OTHER };
+/* The C type of a number field. */
+enum config_ctype {
+	CONFIG_INT,
+	CONFIG_LONG,
+	CONFIG_LLONG,
+	CONFIG_DOUBLE,
+	CONFIG_OTHER
+};
 
 /* One known setting: its type, range and where it goes in the config. */
 struct config_key {
@@ -174,6 +183,14 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(claim_idle, CONFIG_LONG) },
 	{ "metrics_listen", CONFIG_LISTEN, 1, 300,
 	    CONFIG_FIELD(metrics_listen, CONFIG_OTHER) },
+	{ "private_jobs", CONFIG_BOOLEAN, 0, 1,
+	    CONFIG_FIELD(private_jobs, CONFIG_INT) },
+	{ "deny_networks", CONFIG_NETWORKS, 0, NETWORKS_MAX,
+	    CONFIG_FIELD(deny_networks, CONFIG_OTHER) },
+	{ "allow_networks", CONFIG_NETWORKS, 0, NETWORKS_MAX,
+	    CONFIG_FIELD(allow_networks, CONFIG_OTHER) },
+	{ "host_rate", CONFIG_RATE, 0, HOST_RATE_MAX,
+	    CONFIG_FIELD(host_rate, CONFIG_DOUBLE) },
 };
 
 static const char *const config_exists_names[] = {
@@ -278,6 +295,12 @@ config_init(struct config *cfg)
 	cfg->queue_low_water = QUEUE_LOW_WATER_DEFAULT;
 	cfg->claim_idle = QUEUE_CLAIM_IDLE_DEFAULT;
 	cfg->metrics_listen = NULL;
+	cfg->private_jobs = 0;
+	cfg->deny_networks = NULL;
+	cfg->ndeny_networks = 0;
+	cfg->allow_networks = NULL;
+	cfg->nallow_networks = 0;
+	cfg->host_rate = 0;
 }
 
 /* Free a list of headers. */
@@ -314,6 +337,8 @@ config_finish(struct config *cfg)
 	free(cfg->metrics_listen);
 	config_free_headers(cfg->headers, cfg->nheaders);
 	config_free_headers(cfg->allowed_types, cfg->nallowed_types);
+	config_free_headers(cfg->deny_networks, cfg->ndeny_networks);
+	config_free_headers(cfg->allow_networks, cfg->nallow_networks);
 	memset(cfg, 0, sizeof *cfg);
 }
 
@@ -431,8 +456,9 @@ config_set_list(const struct config_key *key, char ***list, size_t *count,
 	    config_setting_type(s) != CONFIG_TYPE_ARRAY) {
 		config_error(cause, file, config_setting_source_line(s),
 		    "%s: expected a list of %s", key->name,
-		    key->kind == CONFIG_HEADERS
-			? "\"Name: value\" strings"
+		    key->kind == CONFIG_HEADERS ? "\"Name: value\" strings"
+			: key->kind == CONFIG_NETWORKS
+			? "networks like \"10.0.0.0/8\""
 			: "media types like \"image/*\"");
 		return -1;
 	}
@@ -457,6 +483,8 @@ config_set_list(const struct config_key *key, char ***list, size_t *count,
 		value = config_setting_get_string(elem);
 		if (key->kind == CONFIG_HEADERS)
 			rc = request_check_header_line(value, &why);
+		else if (key->kind == CONFIG_NETWORKS)
+			rc = netpolicy_parse(value, &why);
 		else
 			rc = config_check_type(value, &why);
 		if (rc != 0) {
@@ -798,6 +826,7 @@ config_set(struct config *cfg, const struct config_key *key,
 	const char *str;
 	char *p;
 	long long value;
+	double rate;
 	int type, v;
 
 	type = config_setting_type(s);
@@ -840,6 +869,30 @@ config_set(struct config *cfg, const struct config_key *key,
 	case CONFIG_TYPES:
 		return config_set_list(key, &cfg->allowed_types,
 		    &cfg->nallowed_types, s, file, cause);
+	case CONFIG_NETWORKS:
+		if (field == (void *)&cfg->deny_networks)
+			return config_set_list(key, &cfg->deny_networks,
+			    &cfg->ndeny_networks, s, file, cause);
+		return config_set_list(key, &cfg->allow_networks,
+		    &cfg->nallow_networks, s, file, cause);
+	case CONFIG_RATE:
+		if (type == CONFIG_TYPE_FLOAT)
+			rate = config_setting_get_float(s);
+		else if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64)
+			rate = (double)config_setting_get_int64(s);
+		else {
+			config_error(cause, file, line, "%s: expected a number",
+			    key->name);
+			return -1;
+		}
+		if (!(rate >= (double)key->min && rate <= (double)key->max)) {
+			config_error(cause, file, line,
+			    "%s: %g out of range (%lld..%lld)", key->name, rate,
+			    key->min, key->max);
+			return -1;
+		}
+		*(double *)field = rate;
+		return 0;
 	default:
 		break;
 	}

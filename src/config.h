@@ -64,6 +64,13 @@ struct config {
 	int queue_low_water; /* queue_low_water: read below these items */
 	long claim_idle; /* claim_idle: seconds before a claim */
 	char *metrics_listen; /* metrics_listen: "HOST:PORT", or NULL */
+	int private_jobs; /* private_jobs: bool, others' jobs hidden */
+	char **deny_networks; /* deny_networks: CIDR strings */
+	size_t ndeny_networks;
+	char **allow_networks; /* allow_networks: CIDR strings, empty = all */
+	size_t nallow_networks;
+	double
+	    host_rate; /* host_rate: item starts per second per host, 0 = no limit */
 };
 
 /* Where the shared queue's Redis is: TCP host and port, or a socket. */

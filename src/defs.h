@@ -75,6 +75,10 @@
 #define HTML_IMAGES_MAX 100000
 #define HTML_NEXT_MAX 32
 #define HTML_TITLE_MAX_BYTES 1024
+/* Entries of deny_networks and of allow_networks at most. */
+#define NETWORKS_MAX 1024
+/* Largest host_rate, in requests per second. */
+#define HOST_RATE_MAX 1000000
 
 /* Seconds a client is told to wait when the queue is full. */
 #define RETRY_AFTER_SECONDS 5

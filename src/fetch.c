@@ -33,6 +33,7 @@
 #include "image.h"
 #include "log.h"
 #include "netopt.h"
+#include "netpolicy.h"
 #include "writer.h"
 #include "xmalloc.h"
 
@@ -68,6 +69,7 @@ struct transfer {
 
 	/* How it ends. */
 	char *error;
+	char denied[128]; /* why deny_networks refused an address, or "" */
 	int permanent; /* a failure that retrying cannot fix */
 	int keep_part; /* suspend rather than abort on failure */
 	int in_multi;
@@ -115,6 +117,7 @@ struct fetcher {
 	unsigned int gen; /* config generation of the kept handles */
 	struct sockinfo **socks; /* by fd */
 	size_t nsocks;
+	struct netpolicy *policy; /* deny_networks and allow_networks */
 };
 
 /*
@@ -289,13 +292,31 @@ fetch_sock_cb(CURL *easy, curl_socket_t s, int what, void *arg, void *sockp)
 	return 0;
 }
 
-/* libcurl: open a connection's socket. */
+/*
+ * libcurl: open a connection's socket, once the address is known to be
+ * allowed. libcurl calls this for every address it tries, for the first
+ * request and for each redirect, after its own resolving: the check is on
+ * the address actually connected to, so a name that resolves to a denied
+ * address (at any time, DNS rebinding included) is refused. A refusal is
+ * kept for the transfer's error; libcurl reports it as
+ * CURLE_COULDNT_CONNECT once no address is left.
+ */
 static curl_socket_t
 fetch_open_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 {
-	struct fetcher *fe = arg;
+	struct transfer *t = arg;
+	struct fetcher *fe;
 	curl_socket_t s;
 
+	if (t == NULL)
+		return CURL_SOCKET_BAD;
+	fe = t->fetcher;
+	if (netpolicy_active(fe->policy) &&
+	    netpolicy_check(
+		fe->policy, &addr->addr, t->denied, sizeof t->denied) != 0) {
+		log_info("fetch: %s", t->denied);
+		return CURL_SOCKET_BAD;
+	}
 	s = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 	if (s == CURL_SOCKET_BAD)
 		return s;
@@ -356,10 +377,21 @@ fetcher_create(
 	return fe;
 }
 
-/* Apply the caps of the current config. */
+/* Apply the caps and the network policy of the current config. */
 void
 fetcher_reconfigure(struct fetcher *fe)
 {
+	const struct config *cfg = fe->cfg;
+	struct netpolicy *np;
+	char *why = NULL;
+
+	/* config_load has checked every entry. */
+	np = netpolicy_create(cfg->allow_networks, cfg->nallow_networks,
+	    cfg->deny_networks, cfg->ndeny_networks, &why);
+	if (np == NULL)
+		fatalx("fetcher_reconfigure: %s", why);
+	netpolicy_destroy(fe->policy);
+	fe->policy = np;
 	curl_multi_setopt(fe->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
 	    (long)fe->cfg->max_host_connections);
 	/* Keep enough idle connections around to reuse them all. */
@@ -388,7 +420,7 @@ fetch_easy_get(struct fetcher *fe)
 	curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, transfer_header_cb);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, fetch_open_cb);
-	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, fe);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, NULL);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, fetch_close_cb);
 	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, fe);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -429,6 +461,7 @@ transfer_put_easy(struct transfer *t)
 		 * transfer, which is about to go.
 		 */
 		curl_easy_setopt(t->easy, CURLOPT_PRIVATE, NULL);
+		curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETDATA, NULL);
 		curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, NULL);
 		curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, NULL);
 		curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, NULL);
@@ -499,6 +532,7 @@ fetcher_destroy(struct fetcher *fe)
 	free(fe->socks);
 	event_free(fe->timer);
 	event_free(fe->defer_ev);
+	netpolicy_destroy(fe->policy);
 	free(fe);
 }
 
@@ -974,6 +1008,9 @@ transfer_curl_done(struct transfer *t, CURLcode result)
 	if (curl_easy_getinfo(t->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK &&
 	    ra > 0)
 		t->retry_after = (long)ra;
+	/* No address was allowed: that is the reason, and it is final. */
+	if (result == CURLE_COULDNT_CONNECT && t->denied[0] != '\0')
+		transfer_fail(t, 1, "%s", t->denied);
 	if (result == CURLE_OK && t->status == 304 && t->conditional) {
 		/* Unchanged since the cached fetch: nothing to write. */
 		t->not_modified = 1;
@@ -1180,6 +1217,7 @@ fetch_start(struct fetcher *fe, const struct fetch_request *req,
 	curl_easy_setopt(t->easy, CURLOPT_REFERER, req->referer);
 	curl_easy_setopt(t->easy, CURLOPT_RANGE, rangep);
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(t->easy, CURLOPT_OPENSOCKETDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
 	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);

@@ -3,7 +3,10 @@
  * own state. Items of all jobs share max_transfers slots: jobs with
  * runnable items sit in a round-robin ring and each free slot goes to the
  * next job in the ring, so a small job submitted after a huge one starts
- * at once. A transient failure puts the item back after a backoff timer,
+ * at once. With host_rate, an item whose host has had its start of the
+ * moment is parked with hostrate.c instead, holding no slot and keeping
+ * no other host's items waiting, and comes back to the front of its job's
+ * queue when its host's next start is due (every attempt counts). A transient failure puts the item back after a backoff timer,
  * holding no slot while it waits. Every job and every item's end is kept
  * in the store, so a restart carries on where the daemon stopped.
  *
@@ -30,6 +33,7 @@
 #include "defs.h"
 #include "fetch.h"
 #include "html.h"
+#include "hostrate.h"
 #include "job.h"
 #include "log.h"
 #include "metrics.h"
@@ -88,6 +92,9 @@ struct item {
 	struct wfile *probe; /* restart: looking at a kept file */
 	TAILQ_ENTRY(item) inflight_entry; /* on job->inflight with a transfer */
 	struct event *retry_ev; /* waiting for a retry */
+	char *host; /* hostrate_key of the URL, once host_rate needed it */
+	struct hostrate_wait *rate_wait; /* parked until its host may start */
+	int rate_granted; /* its host's start is taken: it may run */
 	time_t retry_at;
 	TAILQ_ENTRY(item) run_entry;
 
@@ -133,6 +140,9 @@ struct job {
 	char *proxy;
 	char *no_proxy;
 	char *user_agent;
+	int owned; /* owner_uid and owner_user are known */
+	unsigned long owner_uid;
+	char *owner_user; /* NULL if the uid had no name */
 	struct item **items;
 	size_t nitems;
 	size_t capitems;
@@ -175,6 +185,7 @@ struct jobs {
 	size_t njobs;
 	size_t nlive;
 	struct job_ring ring;
+	struct hostrate *rate; /* host_rate */
 	size_t count[ITEM_NSTATES];
 	size_t transfers; /* items holding a transfer slot */
 	unsigned long long bytes;
@@ -311,6 +322,9 @@ job_free(struct job *j)
 		it = j->items[i];
 		if (it->retry_ev != NULL)
 			event_free(it->retry_ev);
+		if (it->rate_wait != NULL)
+			hostrate_cancel(it->rate_wait);
+		free(it->host);
 		free(it->url);
 		free(it->path);
 		free(it->part);
@@ -334,6 +348,7 @@ job_free(struct job *j)
 	free(j->dir);
 	free(j->name);
 	free(j->queue_id);
+	free(j->owner_user);
 	free(j);
 }
 
@@ -385,6 +400,7 @@ jobs_create(struct event_base *base, struct fetcher *fetcher,
 	TAILQ_INIT(&js->hash_waiting);
 	js->tick = event_new(base, -1, EV_PERSIST, jobs_tick_cb, js);
 	js->prune_ev = evtimer_new(base, jobs_prune_cb, js);
+	js->rate = hostrate_create(base, cfg->host_rate);
 	return js;
 }
 
@@ -402,6 +418,7 @@ jobs_destroy(struct jobs *js)
 	}
 	free(js->all);
 	cache_destroy(js->cache);
+	hostrate_destroy(js->rate);
 	event_free(js->tick);
 	event_free(js->prune_ev);
 	free(js);
@@ -586,6 +603,12 @@ job_json(struct job *j, enum job_items which)
 	job_network_json(j, o, 1);
 	if (j->queue_id != NULL)
 		json_object_set_new(o, "queue_id", json_string(j->queue_id));
+	if (j->owned)
+		json_object_set_new(o, "owner",
+		    json_pack("{sIss?}", "uid", (json_int_t)j->owner_uid,
+			"user", j->owner_user));
+	else
+		json_object_set_new(o, "owner", json_null());
 	if (which == JOB_ITEMS_NONE)
 		return o;
 	items = json_array();
@@ -633,6 +656,25 @@ unsigned long long
 job_id(struct job *j)
 {
 	return j->id;
+}
+
+/* The job's owner, if it has one. */
+int
+job_owner(struct job *j, struct job_owner *owner)
+{
+	if (!j->owned)
+		return -1;
+	owner->uid = j->owner_uid;
+	owner->user = j->owner_user;
+	return 0;
+}
+
+/* Whether the job counts for a listing of owner's jobs. */
+static int
+job_owned_by(const struct job *j, long long owner)
+{
+	return owner == JOB_OWNER_ANY ||
+	    (j->owned && (long long)j->owner_uid == owner);
 }
 
 /* Whether every item has ended. */
@@ -1600,6 +1642,51 @@ item_start(struct item *it)
 	job_update(j);
 }
 
+/* The item's host may start it now: first in its job's queue again. */
+static void
+item_rate_cb(void *arg)
+{
+	struct item *it = arg;
+	struct job *j = it->job;
+
+	it->rate_wait = NULL;
+	if (it->state != ITEM_QUEUED || it->runnable)
+		return;
+	it->rate_granted = 1;
+	it->runnable = 1;
+	TAILQ_INSERT_HEAD(&j->runq, it, run_entry);
+	if (!j->in_ring) {
+		TAILQ_INSERT_TAIL(&j->jobs->ring, j, ring_entry);
+		j->in_ring = 1;
+	}
+	jobs_pump(j->jobs);
+}
+
+/*
+ * Whether host_rate lets the item start now; if not, it is parked until
+ * its host's next start is due.
+ */
+static int
+item_rate_ok(struct item *it)
+{
+	struct jobs *js = it->job->jobs;
+
+	if (it->rate_granted) {
+		it->rate_granted = 0;
+		return 1;
+	}
+	if (js->cfg->host_rate <= 0)
+		return 1;
+	if (it->host == NULL)
+		it->host = hostrate_key(it->url);
+	if (hostrate_take(
+		js->rate, it->host, item_rate_cb, it, &it->rate_wait) == 0)
+		return 1;
+	log_debug("job %llu item %lu: waiting for host_rate on %s", it->job->id,
+	    it->n, it->host);
+	return 0;
+}
+
 /* Fill free transfer slots, one item per job in turn. */
 static void
 jobs_pump(struct jobs *js)
@@ -1627,6 +1714,8 @@ jobs_pump(struct jobs *js)
 			TAILQ_INSERT_TAIL(&js->ring, j, ring_entry);
 			j->in_ring = 1;
 		}
+		if (!item_rate_ok(it))
+			continue; /* parked: no slot taken */
 		item_start(it);
 	}
 }
@@ -1791,8 +1880,9 @@ job_seen(struct job *j, char *url)
 
 /* Accept a new job. */
 struct job *
-jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
-    jobs_accept_cb cb, void *arg)
+jobs_submit(struct jobs *js, struct job_request *req,
+    const struct job_owner *owner, int *status, char **cause, jobs_accept_cb cb,
+    void *arg)
 {
 	struct store_item *sitems;
 	struct store_job sj;
@@ -1829,6 +1919,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	req->proxy = req->no_proxy = req->user_agent = NULL;
 	j->accept_cb = cb;
 	j->accept_arg = arg;
+	if (owner != NULL) {
+		j->owned = 1;
+		j->owner_uid = owner->uid;
+		j->owner_user =
+		    owner->user != NULL ? xstrdup(owner->user) : NULL;
+	}
 	j->queue_id = req->queue_id;
 	j->skip_existing = req->skip_existing;
 	job_set_options(j, req->if_changed,
@@ -1852,9 +1948,12 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	memset(req, 0, sizeof *req);
 	j->count[ITEM_QUEUED] = j->nitems;
 	js->count[ITEM_QUEUED] += j->nitems;
-	log_info("job %llu: accepted, %zu items into \"%s\" as \"%s\"", j->id,
-	    j->nitems, j->dir != NULL ? j->dir : "",
-	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE);
+	log_info("job %llu: accepted, %zu items into \"%s\" as \"%s\" for "
+		 "uid %ld (%s)",
+	    j->id, j->nitems, j->dir != NULL ? j->dir : "",
+	    j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE,
+	    j->owned ? (long)j->owner_uid : -1L,
+	    j->owner_user != NULL ? j->owner_user : "no name");
 
 	if (js->store == NULL) {
 		event_base_once(
@@ -1879,6 +1978,9 @@ jobs_submit(struct jobs *js, struct job_request *req, int *status, char **cause,
 	sj.nheaders = j->nheaders;
 	sj.options = options = job_options_json(j);
 	sj.queue_id = j->queue_id;
+	sj.owned = j->owned;
+	sj.owner_uid = j->owner_uid;
+	sj.owner_user = j->owner_user;
 	sj.items = sitems;
 	sj.nitems = j->nitems;
 	store_add_job(js->store, &sj, job_stored, j);
@@ -2061,6 +2163,9 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	j->finished = sj->finished;
 	j->dir = sj->dir != NULL ? xstrdup(sj->dir) : NULL;
 	j->name = sj->name != NULL ? xstrdup(sj->name) : NULL;
+	j->owned = sj->owned;
+	j->owner_uid = sj->owner_uid;
+	j->owner_user = sj->owner_user != NULL ? xstrdup(sj->owner_user) : NULL;
 	j->stored = 1;
 	if (sj->options != NULL &&
 	    (opts = json_loads(sj->options, 0, NULL)) != NULL) {
@@ -2178,6 +2283,7 @@ jobs_reconfigure(struct jobs *js)
 {
 	fetcher_reconfigure(js->fetcher);
 	cache_set_max(js->cache, js->cfg->cache_max_entries);
+	hostrate_set_rate(js->rate, js->cfg->host_rate);
 	jobs_pump(js);
 }
 
@@ -2198,9 +2304,9 @@ jobs_find(struct jobs *js, unsigned long long id)
 	return js->all[id - 1];
 }
 
-/* All jobs, newest first, optionally of one state. */
+/* All jobs (or one uid's), newest first, optionally of one state. */
 json_t *
-jobs_list_json(struct jobs *js, const char *state)
+jobs_list_json(struct jobs *js, const char *state, long long owner)
 {
 	json_t *list;
 	size_t i, k;
@@ -2217,7 +2323,8 @@ jobs_list_json(struct jobs *js, const char *state)
 	list = json_array();
 	for (i = js->njobs; i > 0; i--) {
 		if (js->all[i - 1] == NULL ||
-		    (want != -1 && (int)js->all[i - 1]->state != want))
+		    (want != -1 && (int)js->all[i - 1]->state != want) ||
+		    !job_owned_by(js->all[i - 1], owner))
 			continue;
 		json_array_append_new(
 		    list, job_json(js->all[i - 1], JOB_ITEMS_NONE));
@@ -2225,29 +2332,53 @@ jobs_list_json(struct jobs *js, const char *state)
 	return json_pack("{so}", "jobs", list);
 }
 
-/* The daemon's counters and limits. */
+/* The daemon's counters (of every job or one uid's) and limits. */
 json_t *
-jobs_status_json(struct jobs *js)
+jobs_status_json(struct jobs *js, long long owner)
 {
 	const struct config *cfg = js->cfg;
+	size_t count[ITEM_NSTATES], nlive = js->nlive, i, k;
+	unsigned long long bytes = js->bytes;
+	json_t *o;
 
-	return json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisisi}}",
+	memcpy(count, js->count, sizeof count);
+	if (owner != JOB_OWNER_ANY) {
+		memset(count, 0, sizeof count);
+		nlive = 0;
+		bytes = 0;
+		for (i = 0; i < js->njobs; i++) {
+			if (js->all[i] == NULL ||
+			    !job_owned_by(js->all[i], owner))
+				continue;
+			nlive++;
+			for (k = 0; k < ITEM_NSTATES; k++)
+				count[k] += js->all[i]->count[k];
+			/* Ended items only, as js->bytes counts them. */
+			bytes += js->all[i]->bytes_done;
+		}
+	}
+	o = json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisisi}}",
 	    "version", IMGFETCHD_VERSION, "uptime",
-	    (json_int_t)(time(NULL) - js->started), "jobs",
-	    (json_int_t)js->nlive, "items", "queued",
-	    (json_int_t)js->count[ITEM_QUEUED], "active",
-	    (json_int_t)js->count[ITEM_ACTIVE], "done",
-	    (json_int_t)js->count[ITEM_DONE], "failed",
-	    (json_int_t)js->count[ITEM_FAILED], "cancelled",
-	    (json_int_t)js->count[ITEM_CANCELLED], "bytes",
-	    (json_int_t)js->bytes, "limits", "max_transfers",
-	    cfg->max_transfers, "max_host_connections",
-	    cfg->max_host_connections, "workers", cfg->workers, "queue_limit",
-	    cfg->queue_limit, "max_item_size", (json_int_t)cfg->max_item_size,
-	    "max_request_body", (json_int_t)cfg->max_request_body, "timeout",
+	    (json_int_t)(time(NULL) - js->started), "jobs", (json_int_t)nlive,
+	    "items", "queued", (json_int_t)count[ITEM_QUEUED], "active",
+	    (json_int_t)count[ITEM_ACTIVE], "done",
+	    (json_int_t)count[ITEM_DONE], "failed",
+	    (json_int_t)count[ITEM_FAILED], "cancelled",
+	    (json_int_t)count[ITEM_CANCELLED], "bytes", (json_int_t)bytes,
+	    "limits", "max_transfers", cfg->max_transfers,
+	    "max_host_connections", cfg->max_host_connections, "workers",
+	    cfg->workers, "queue_limit", cfg->queue_limit, "max_item_size",
+	    (json_int_t)cfg->max_item_size, "max_request_body",
+	    (json_int_t)cfg->max_request_body, "timeout",
 	    (json_int_t)cfg->timeout, "connect_timeout",
 	    (int)cfg->connect_timeout, "max_redirects", cfg->max_redirects,
 	    "retries", cfg->retries);
+	json_object_set_new(
+	    o, "scope", json_string(owner == JOB_OWNER_ANY ? "all" : "own"));
+	json_object_set_new(json_object_get(o, "limits"), "host_rate",
+	    json_real(cfg->host_rate));
+	json_object_set_new(o, "private_jobs", json_boolean(cfg->private_jobs));
+	return o;
 }
 
 /* Cancel a job's remaining items. */
@@ -2302,6 +2433,11 @@ job_cancel(struct job *j)
 			event_free(it->retry_ev);
 			it->retry_ev = NULL;
 		}
+		if (it->rate_wait != NULL) {
+			hostrate_cancel(it->rate_wait);
+			it->rate_wait = NULL;
+		}
+		it->rate_granted = 0;
 		item_unrun(it);
 		item_drop_part(it);
 		item_set_state(it, ITEM_CANCELLED);

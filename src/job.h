@@ -23,6 +23,15 @@ int jobs_restore(struct jobs *);
 /* Apply a reloaded config: caps and timeouts. */
 void jobs_reconfigure(struct jobs *);
 
+/* Who submitted a job: the API client's uid and, if it has one, name. */
+struct job_owner {
+	unsigned long uid;
+	const char *user; /* NULL when the uid has no name */
+};
+
+/* For listings and counters: every job, not one uid's. */
+#define JOB_OWNER_ANY (-1LL)
+
 /* Called once a submitted job is stored (ok 0) or could not be (-1). */
 typedef void (*jobs_accept_cb)(void *arg, struct job *, int ok);
 
@@ -33,15 +42,22 @@ typedef void (*jobs_accept_cb)(void *arg, struct job *, int ok);
  * *status (503 when the queue is full) and *cause set when the job cannot
  * be accepted.
  */
-struct job *jobs_submit(struct jobs *, struct job_request *, int *status,
-    char **cause, jobs_accept_cb cb, void *arg);
+struct job *jobs_submit(struct jobs *, struct job_request *,
+    const struct job_owner *owner, int *status, char **cause, jobs_accept_cb cb,
+    void *arg);
 struct job *jobs_find(struct jobs *, unsigned long long id);
 /* Forget the accept callback of a job not yet stored (its caller is gone). */
 void job_clear_accept(struct job *);
-/* {"jobs": [...]} newest first; NULL if state is not a job state. */
-json_t *jobs_list_json(struct jobs *, const char *state);
-/* The /v1/status object. */
-json_t *jobs_status_json(struct jobs *);
+/*
+ * {"jobs": [...]} newest first, of one uid's jobs or JOB_OWNER_ANY; NULL
+ * if state is not a job state.
+ */
+json_t *jobs_list_json(struct jobs *, const char *state, long long owner);
+/*
+ * The /v1/status object; its job and item counters cover one uid's jobs
+ * or, with JOB_OWNER_ANY, all of them.
+ */
+json_t *jobs_status_json(struct jobs *, long long owner);
 /* A one-line summary of the counters, for the service manager (static). */
 const char *jobs_status_line(struct jobs *);
 /* Items queued or active. */
@@ -65,6 +81,11 @@ struct job *jobs_find_queued(struct jobs *, const char *queue_id);
 const char *job_queue_id(struct job *);
 
 unsigned long long job_id(struct job *);
+/*
+ * The job's owner: 0 with *owner filled in (the user name borrowed), or -1
+ * for a job stored before owners were kept.
+ */
+int job_owner(struct job *, struct job_owner *owner);
 int job_ended(struct job *);
 /* Cancel: queued items dropped, active transfers stopped. */
 void job_cancel(struct job *);

@@ -229,7 +229,7 @@ metrics_items(struct metrics *m, struct evbuffer *b)
 	json_t *status, *items;
 	size_t i;
 
-	status = jobs_status_json(m->jobs);
+	status = jobs_status_json(m->jobs, JOB_OWNER_ANY);
 	items = json_object_get(status, "items");
 	metrics_family(
 	    b, "imgfetchd_items", "gauge", "Items of the jobs kept, by state.");

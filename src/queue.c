@@ -324,7 +324,8 @@ queue_start(struct queue *q, struct qentry *e)
 		free(cause);
 		return 0;
 	}
-	j = jobs_submit(q->jobs, &jr, &status, &cause, NULL, NULL);
+	/* No local owner: root and the daemon's user may cancel it. */
+	j = jobs_submit(q->jobs, &jr, NULL, &status, &cause, NULL, NULL);
 	if (j == NULL) {
 		request_finish(&jr);
 		log_debug("queue: entry %s waits: %s", e->id, cause);

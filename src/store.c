@@ -15,6 +15,9 @@
  *   jobs(id, created, finished, state, dir, name, headers)
  *   jobs(..., options): options is a JSON object of the job's own
  *         settings (if_changed, dedup, ...), NULL for none
+ *   jobs(..., owner_uid, owner_user): who submitted the job (the API
+ *         client's uid and its user name then); NULL for jobs stored
+ *         before version 4, which have no owner
  *   items(job -> jobs.id ON DELETE CASCADE, n, url, state, path, part,
  *         validator, error, http_status, bytes, attempts, retry_at, extra),
  *         key (job, n); extra is a JSON object of what only some items
@@ -24,8 +27,11 @@
  *         conditional requests and dedup; pruned oldest used first
  *   jobs(..., queue_id): the shared queue's stream entry the job came from
  *         (queue.c acknowledges it when the job ends), NULL for a local job
+ *   jobs(..., owner_uid, owner_user): who submitted the job (NULL: a job
+ *         stored before owners were kept)
  * Version 1 had no retry_at, version 2 no options, extra or cache, version
- * 3 no queue_id; opening such a store adds them (one step per version).
+ * 3 no queue_id, version 4 no owner_uid or owner_user; opening such a store
+ * adds them (one step per version).
  * Times are seconds since the epoch; finished is 0 while a job runs. The
  * header list is stored newline-joined in jobs.headers ("" for none):
  * headers are checked to hold no CR or LF before they reach a job, and
@@ -92,7 +98,7 @@
 #include "store.h"
 #include "xmalloc.h"
 
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 #define STORE_BUSY_TIMEOUT_MS 5000
 #define STORE_DB_NAME "imgfetchd.db"
 #define STORE_LOCK_NAME "imgfetchd.lock"
@@ -119,7 +125,9 @@ static const char store_schema[] =
     " name TEXT,"
     " headers TEXT NOT NULL DEFAULT '',"
     " options TEXT,"
-    " queue_id TEXT);"
+    " queue_id TEXT,"
+    " owner_uid INTEGER,"
+    " owner_user TEXT);"
     "CREATE INDEX jobs_finished ON jobs (finished) WHERE finished != 0;"
     "CREATE TABLE items ("
     " job INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
@@ -141,6 +149,11 @@ static const char store_schema[] =
 /* From schema version 3 to 4: the stream entry a queue job came from. */
 static const char store_migrate_3[] =
     "ALTER TABLE jobs ADD COLUMN queue_id TEXT;";
+
+/* From schema version 4 to 5: job owners (NULL: stored before owners). */
+static const char store_migrate_4[] =
+    "ALTER TABLE jobs ADD COLUMN owner_uid INTEGER;"
+    "ALTER TABLE jobs ADD COLUMN owner_user TEXT;";
 
 /* From schema version 2 to 3. */
 static const char store_migrate_2[] =
@@ -180,8 +193,9 @@ static const char *const store_sql[ST_COUNT] = {
 	[ST_RELEASE] = "RELEASE op",
 	[ST_ROLLBACK_TO] = "ROLLBACK TO op",
 	[ST_INSERT_JOB] = "INSERT INTO jobs (id, created, finished, state, dir,"
-			  " name, headers, options, queue_id)"
-			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+			  " name, headers, options, queue_id, owner_uid,"
+			  " owner_user)"
+			  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
 	[ST_INSERT_ITEM] =
 	    "INSERT INTO items (job, n, state, path, part,"
 	    " validator, error, http_status, bytes, attempts, retry_at, url,"
@@ -196,8 +210,8 @@ static const char *const store_sql[ST_COUNT] = {
 	    " WHERE job = ?1 AND n = ?2",
 	[ST_PRUNE] = "DELETE FROM jobs WHERE finished != 0 AND finished < ?1",
 	[ST_SELECT_JOBS] = "SELECT id, created, finished, state, dir, name,"
-			   " headers, options, queue_id FROM jobs"
-			   " ORDER BY id",
+			   " headers, options, queue_id, owner_uid, owner_user"
+			   " FROM jobs ORDER BY id",
 	[ST_SELECT_ITEMS] =
 	    "SELECT n, url, state, path, part, validator,"
 	    " error, http_status, bytes, attempts, retry_at, extra FROM items"
@@ -238,6 +252,8 @@ struct sop {
 	const char *headers; /* newline-joined */
 	const char *options;
 	const char *queue_id;
+	long long owner_uid; /* -1: none */
+	const char *owner_user;
 	int bad_headers;
 	struct store_cache cache; /* SOP_PUT_CACHE */
 	size_t keep; /* SOP_PRUNE_CACHE */
@@ -480,26 +496,28 @@ store_open_db(struct store *s, char **cause)
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if (store_exec_sql(s, store_schema, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 4", cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 5", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
 		log_debug("store: created %s/%s", s->dir, STORE_DB_NAME);
-	} else if (version >= 1 && version <= 3) {
+	} else if (version >= 1 && version <= 4) {
 		if (store_exec_sql(s, "BEGIN IMMEDIATE", cause) != 0)
 			return -1;
 		if ((version == 1 &&
 			store_exec_sql(s, store_migrate_1, cause) != 0) ||
 		    (version <= 2 &&
 			store_exec_sql(s, store_migrate_2, cause) != 0) ||
-		    store_exec_sql(s, store_migrate_3, cause) != 0 ||
-		    store_exec_sql(s, "PRAGMA user_version = 4", cause) != 0 ||
+		    (version <= 3 &&
+			store_exec_sql(s, store_migrate_3, cause) != 0) ||
+		    store_exec_sql(s, store_migrate_4, cause) != 0 ||
+		    store_exec_sql(s, "PRAGMA user_version = 5", cause) != 0 ||
 		    store_exec_sql(s, "COMMIT", cause) != 0) {
 			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 			return -1;
 		}
-		log_info("store: %s/%s upgraded from schema version %lld to 4",
+		log_info("store: %s/%s upgraded from schema version %lld to 5",
 		    s->dir, STORE_DB_NAME, version);
 	} else if (version != STORE_SCHEMA_VERSION) {
 		store_cause(cause, s->dir,
@@ -823,6 +841,9 @@ store_load(struct store *s, store_load_cb cb, void *arg)
 		job.headers = headers;
 		job.options = store_column(&blocks, st, 7);
 		job.queue_id = store_column(&blocks, st, 8);
+		job.owned = sqlite3_column_type(st, 9) != SQLITE_NULL;
+		job.owner_uid = (unsigned long)sqlite3_column_int64(st, 9);
+		job.owner_user = store_column(&blocks, st, 10);
 		if (store_load_items(
 			s, job.id, &blocks, &items, &cap, &job.nitems) != 0) {
 			free(headers);
@@ -887,7 +908,8 @@ store_add_job(
 	op->state = job->state;
 
 	size = str_size(job->dir) + str_size(job->name) +
-	    str_size(job->options) + str_size(job->queue_id) + 1;
+	    str_size(job->options) + str_size(job->queue_id) +
+	    str_size(job->owner_user) + 1;
 	for (i = 0; i < job->nheaders; i++) {
 		size += strlen(job->headers[i]) + 1;
 		if (strpbrk(job->headers[i], "\r\n") != NULL)
@@ -901,6 +923,8 @@ store_add_job(
 	op->name = str_put(&p, job->name);
 	op->options = str_put(&p, job->options);
 	op->queue_id = str_put(&p, job->queue_id);
+	op->owner_uid = job->owned ? (long long)job->owner_uid : -1;
+	op->owner_user = str_put(&p, job->owner_user);
 	op->headers = p;
 	for (i = 0; i < job->nheaders; i++) {
 		if (i > 0)
@@ -1180,6 +1204,13 @@ store_apply_add(struct store *s, struct sop *op)
 		rc = sqlite3_bind_text(st, 8, op->options, -1, SQLITE_STATIC);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_text(st, 9, op->queue_id, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && op->owner_uid >= 0)
+		rc = sqlite3_bind_int64(st, 10, (sqlite3_int64)op->owner_uid);
+	else if (rc == SQLITE_OK)
+		rc = sqlite3_bind_null(st, 10);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(
+		    st, 11, op->owner_user, -1, SQLITE_STATIC);
 	if ((rc != SQLITE_OK && store_bind_failed(s, st, rc) != 0) ||
 	    store_step(s, st) != 0)
 		goto fail;

@@ -46,6 +46,9 @@ struct store_job {
 	size_t nheaders;
 	const char *options; /* JSON object of the job's settings, or NULL */
 	const char *queue_id; /* the shared queue's stream entry, or NULL */
+	int owned; /* owner_uid and owner_user are known (0: stored before) */
+	unsigned long owner_uid; /* the submitter's uid */
+	const char *owner_user; /* its user name then, or NULL */
 	const struct store_item *items;
 	size_t nitems;
 };

@@ -244,16 +244,29 @@ def run_checks(meson, build, d, tmp):
         check(got == want, "imgfetch-scrape@.timer %s=%r, expected %r"
               % (key, got, want))
 
-    # The installed configuration is the developer's with three settings
+    # The installed configuration is the developer's with four settings
     # changed, and the installed daemon accepts it.
     src = read(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "..", "config", "imgfetchd.conf"))
-    moved = re.compile(r"^(socket_path|download_dir|state_dir)\s*=")
+    moved = re.compile(
+        r"^(socket_path|download_dir|state_dir|deny_networks)\s*=")
     src_lines = [x for x in src.splitlines() if not moved.match(x)]
     inst_lines = [x for x in conftext.splitlines() if not moved.match(x)]
     it = iter(inst_lines)
     check(all(any(x == y for y in it) for x in src_lines),
           "the installed configuration lost lines of config/imgfetchd.conf")
+    # The service may not reach loopback, link-local (cloud metadata) or
+    # private addresses.
+    deny = re.search(r"^deny_networks\s*=\s*\((.*)\);$", conftext, re.M)
+    check(deny is not None, "the installed configuration has no one-line "
+          "deny_networks")
+    if deny is not None:
+        nets = re.findall(r'"([^"]*)"', deny.group(1))
+        for net in ("127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10",
+                    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                    "fc00::/7", "224.0.0.0/4", "ff00::/8", "0.0.0.0/8",
+                    "::/128"):
+            check(net in nets, "the installed deny_networks lacks %s" % net)
     p = subprocess.run([at(sbin_daemon), "-n", "-c", at(conf)],
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     check(p.returncode == 0 and b"configuration OK" in p.stdout,

@@ -35,7 +35,10 @@ check_defaults(const struct config *c, const char *file, int line)
 		same(c->queue_results, "imgfetch:results") && c->node != NULL &&
 		c->node[0] != '\0' && c->queue_batch == 1 &&
 		c->queue_low_water == 64 && c->claim_idle == 60 &&
-		c->metrics_listen == NULL,
+		c->metrics_listen == NULL &&
+		c->private_jobs == 0 && c->ndeny_networks == 0 &&
+		c->deny_networks == NULL && c->nallow_networks == 0 &&
+		c->allow_networks == NULL && c->host_rate == 0,
 	    file, line, "not the defaults (workers %d, user_agent \"%s\", ...)",
 	    c->workers, c->user_agent ? c->user_agent : "(null)");
 }
@@ -170,6 +173,24 @@ test_valid(void)
 		CHECK_INT(c.queue_low_water, 500);
 		CHECK_INT(c.claim_idle, 30);
 		CHECK_STR(c.metrics_listen, "[::1]:9464");
+		CHECK_INT(c.private_jobs, 1);
+		CHECK_INT(c.ndeny_networks, 4);
+		if (c.ndeny_networks == 4) {
+			CHECK_STR(c.deny_networks[0], "127.0.0.0/8");
+			CHECK_STR(c.deny_networks[1], "::1");
+			CHECK_STR(c.deny_networks[3], "fe80::/10");
+		}
+		CHECK_INT(c.nallow_networks, 2);
+		if (c.nallow_networks == 2)
+			CHECK_STR(c.allow_networks[1], "2000::/3");
+		CHECK(c.host_rate == 2.5);
+	}
+	config_finish(&c);
+
+	if (load_ok(&c, "data/configs/valid-host-rate-int.conf", __LINE__) ==
+	    0) {
+		CHECK(c.host_rate == 10.0);
+		CHECK_INT(c.ndeny_networks, 0);
 	}
 	config_finish(&c);
 

@@ -231,6 +231,10 @@ load_cb(void *arg, const struct store_job *got)
 	CHECK_NUM(got->state, m->job.state, "job", id);
 	CHECK_STR(got->dir, m->job.dir, "job", id);
 	CHECK_STR(got->name, m->job.name, "job", id);
+	CHECK_NUM(got->owned, m->job.owned, "job", id);
+	if (m->job.owned)
+		CHECK_NUM(got->owner_uid, m->job.owner_uid, "job", id);
+	CHECK_STR(got->owner_user, m->job.owner_user, "job", id);
 	CHECK_NUM(got->nheaders, m->job.nheaders, "job", id);
 	for (i = 0; i < got->nheaders && i < m->job.nheaders; i++)
 		CHECK_STR(got->headers[i], m->job.headers[i], "header of", id);
@@ -627,6 +631,9 @@ main(void)
 	m->headers[0] = "X-Test: 1";
 	m->headers[1] = "Authorization: Bearer abc def";
 	m->job.nheaders = 2;
+	m->job.owned = 1;
+	m->job.owner_uid = 1000;
+	m->job.owner_user = "alice";
 	m->items[0] =
 	    (struct store_item){ .n = 0, .url = "https://example.com/a.png" };
 	m->items[1] = (struct store_item){ .n = 1,
@@ -640,6 +647,10 @@ main(void)
 	store_add_job(s, &m->job, count_cb, next_op());
 
 	m = model_job(7, 2000, 0, 1, NULL, NULL, BIG_ITEMS);
+	/* Root's job: uid 0 is an owner, not "none". */
+	m->job.owned = 1;
+	m->job.owner_uid = 0;
+	m->job.owner_user = "root";
 	for (i = 0; i < BIG_ITEMS; i++) {
 		m->items[i].n = i;
 		m->items[i].url =
@@ -789,19 +800,37 @@ main(void)
 	store_close(s);
 	s = NULL;
 
-	/* A version 3 database (no queue_id) is upgraded. */
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
+	/* A version 4 database (no owners) is upgraded: jobs have none. */
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 5);
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_uid");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_user");
+	db_count(dbpath, "PRAGMA user_version = 4");
+	for (i = 0; i < njobs; i++) {
+		jobs[i].job.owned = 0;
+		jobs[i].job.owner_uid = 0;
+		jobs[i].job.owner_user = NULL;
+	}
+	s = reopen_and_check(dir, __LINE__);
+	store_close(s);
+	s = NULL;
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 5);
+
+	/* A version 3 database (no queue_id, no owners) is upgraded. */
 	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN queue_id");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_uid");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_user");
 	db_count(dbpath, "PRAGMA user_version = 3");
 	s = reopen_and_check(dir, __LINE__);
 	store_close(s);
 	s = NULL;
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 5);
 	CHECK(db_count(dbpath,
 		  "SELECT count(*) FROM jobs WHERE queue_id IS NULL") == 4);
 
 	/* A version 2 database (no options, extra, cache) is upgraded. */
 	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN queue_id");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_uid");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_user");
 	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN options");
 	db_count(dbpath, "ALTER TABLE items DROP COLUMN extra");
 	db_count(dbpath, "DROP TABLE cache");
@@ -809,11 +838,13 @@ main(void)
 	s = reopen_and_check(dir, __LINE__);
 	store_close(s);
 	s = NULL;
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 5);
 
 	/* A version 1 database (no retry_at either) is upgraded in place. */
 	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN queue_id");
 	db_count(dbpath, "ALTER TABLE items DROP COLUMN retry_at");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_uid");
+	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN owner_user");
 	db_count(dbpath, "ALTER TABLE jobs DROP COLUMN options");
 	db_count(dbpath, "ALTER TABLE items DROP COLUMN extra");
 	db_count(dbpath, "DROP TABLE cache");
@@ -822,7 +853,7 @@ main(void)
 	s = reopen_and_check(dir, __LINE__);
 	if (s == NULL)
 		goto out;
-	CHECK(db_count(dbpath, "PRAGMA user_version") == 4);
+	CHECK(db_count(dbpath, "PRAGMA user_version") == 5);
 
 	/* Items added to a stored job, and the cache, round-trip. */
 	test_items_and_cache(s, dbpath);
@@ -830,10 +861,10 @@ main(void)
 	s = NULL;
 
 	/* A database from a newer imgfetchd is refused. */
-	db_count(dbpath, "PRAGMA user_version = 5");
+	db_count(dbpath, "PRAGMA user_version = 6");
 	s = store_open(base, dir, &cause);
 	CHECK(s == NULL);
-	CHECK(cause != NULL && strstr(cause, "schema version 5") != NULL);
+	CHECK(cause != NULL && strstr(cause, "schema version 6") != NULL);
 	free(cause);
 
 out:
