@@ -175,6 +175,8 @@ add_options(json_t *body, struct add_opts *o)
 	if (o->user_agent != NULL)
 		json_object_set_new(
 		    body, "user_agent", add_string(o->user_agent));
+	if (o->shared)
+		json_object_set_new(body, "shared", json_true());
 }
 
 /* Build the JSON job body; NULL after reporting a bad header. */
@@ -218,7 +220,8 @@ add_listable(struct add_opts *o)
 
 	if (o->scrape || o->headers.n != 0 || o->if_changed == 1 ||
 	    o->dedup != -1 || o->timeout != -1 || o->retries != -1 ||
-	    o->proxy != NULL || o->no_proxy != NULL || o->user_agent != NULL)
+	    o->proxy != NULL || o->no_proxy != NULL || o->user_agent != NULL ||
+	    o->shared)
 		return 0;
 	for (i = 0; i < o->urls.n; i++) {
 		p = (const unsigned char *)o->urls.v[i];
@@ -393,6 +396,27 @@ add_queued(struct cmd_ctx *ctx, struct add_opts *o, long long id, json_t *reply)
 	fflush(stdout);
 }
 
+/*
+ * Put a job on the shared queue: some daemon of the group runs it, so there
+ * is no job here to follow; say which stream entry it is.
+ */
+static int
+add_shared(struct cmd_ctx *ctx, struct add_opts *o)
+{
+	json_t *reply;
+
+	if ((reply = add_post(ctx->client, o)) == NULL)
+		return EXIT_ERROR;
+	if (ctx->json)
+		output_json(reply);
+	else
+		printf("queued on %s as %s\n",
+		    field_string(reply, "stream", "?"),
+		    field_string(reply, "queue_id", "?"));
+	json_decref(reply);
+	return EXIT_DONE;
+}
+
 /* Submit a job; with --wait, follow it to its end. */
 static int
 add_run(struct cmd_ctx *ctx, struct add_opts *o)
@@ -402,6 +426,14 @@ add_run(struct cmd_ctx *ctx, struct add_opts *o)
 
 	if (add_check(o) != 0)
 		return EXIT_ERROR;
+	if (o->shared) {
+		if (o->wait) {
+			warnx("--wait cannot follow a --shared job: another "
+			      "daemon may run it");
+			return EXIT_ERROR;
+		}
+		return add_shared(ctx, o);
+	}
 	if ((id = add_submit(ctx, o, &reply)) < 0)
 		return EXIT_ERROR;
 	add_queued(ctx, o, id, reply);

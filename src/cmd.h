@@ -35,6 +35,7 @@ struct add_opts {
 	const char *proxy; /* proxy URL ("" direct), NULL unset */
 	const char *no_proxy; /* hosts that bypass it, NULL unset */
 	const char *user_agent; /* NULL unset */
+	int shared; /* onto the daemons' shared queue, not run here */
 };
 
 int add_read(struct strings *, const char *);

@@ -46,6 +46,7 @@ enum {
 	OPT_PROXY,
 	OPT_NO_PROXY,
 	OPT_USER_AGENT,
+	OPT_SHARED,
 };
 
 /* The command line, parsed. */
@@ -136,6 +137,8 @@ help(void)
 	    "      --proxy URL       the job's proxy ('' for none), where\n"
 	    "                        the daemon allows jobs to choose\n"
 	    "      --no-proxy HOSTS  hosts the job reaches without it\n"
+	    "      --shared          put the job on the daemons' shared queue\n"
+	    "                        (any daemon of the group runs it)\n"
 	    "  -q, --quiet           waiting: no progress and no line per\n"
 	    "                        done item, only failures and the end\n"
 	    "      --state STATE     ls: only jobs in STATE\n"
@@ -417,6 +420,7 @@ options_parse(struct options *o, int argc, char **argv)
 		{ "no-proxy", required_argument, NULL, OPT_NO_PROXY },
 		{ "proxy", required_argument, NULL, OPT_PROXY },
 		{ "retries", required_argument, NULL, OPT_RETRIES },
+		{ "shared", no_argument, NULL, OPT_SHARED },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "user-agent", required_argument, NULL, OPT_USER_AGENT },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -514,6 +518,10 @@ options_parse(struct options *o, int argc, char **argv)
 			break;
 		case OPT_USER_AGENT:
 			o->add.user_agent = optarg;
+			o->used |= OPT_ADD;
+			break;
+		case OPT_SHARED:
+			o->add.shared = 1;
 			o->used |= OPT_ADD;
 			break;
 		case 'V':

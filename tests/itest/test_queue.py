@@ -360,6 +360,37 @@ def test_shared_requests_checked():
     redis.kill()
 
 
+def test_client_shared():
+    """imgfetch add --shared puts the job on the stream (printing its
+    entry) and a node runs it; --wait is refused for such a job."""
+    if ngx is None:
+        raise harness.Skip("nginx is not installed")
+    redis = Redis()
+    tmp = harness.fresh_dir("client-shared")
+    dl = os.path.join(tmp, "dl")
+    q = node(tmp, "cs", redis, dl)
+    names = sorted(corpus)[:3]
+    argv = [harness.binary("IMGFETCH"), "--socket", q.sock, "add",
+            "--shared", "--dir", "cs", "--name", "{name}"]
+    p = subprocess.run(argv + [ngx.url("/" + n) for n in names],
+                       capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, "exit status (stderr %r)" % p.stderr)
+    m = re.fullmatch(r"queued on imgfetch:jobs as (\d+-\d+)\n", p.stdout)
+    check(m is not None, "output %r" % p.stdout)
+    results = wait_results(redis, 1, 30, "the shared job's result")
+    eq(results[0]["queue_id"], m.group(1), "the result's entry")
+    eq(results[0]["job"]["state"], "done", "the job's state")
+    eq(files_of(dl, "cs"), sorted(os.path.basename(n) for n in names),
+       "files")
+    p = subprocess.run(argv + ["--wait", ngx.url("/" + names[0])],
+                       capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 2, "--shared --wait")
+    check("--wait" in p.stderr, "message %r" % p.stderr)
+    eq(redis.cmd("XLEN", "imgfetch:jobs"), 1, "nothing more on the stream")
+    q.stop()
+    redis.kill()
+
+
 def promtool_check(text):
     """promtool check metrics on an exposition (skipped without it)."""
     exe = shutil.which("promtool")
