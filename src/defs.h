@@ -39,16 +39,25 @@
 
 /* One path component on disk, and a whole relative path. */
 #define NAME_MAX_BYTES 255
-/* A file's own name: room is left for "-9999" and ".part". */
-#define FILE_NAME_MAX_BYTES (NAME_MAX_BYTES - 10)
+/*
+ * A file's own name: room is left for a "-N" suffix of up to
+ * SUFFIX_DIGITS_MAX digits (an unsigned long long: it never runs out) and
+ * ".part".
+ */
+#define SUFFIX_DIGITS_MAX 20
+#define FILE_NAME_MAX_BYTES (NAME_MAX_BYTES - 1 - SUFFIX_DIGITS_MAX - 5)
 #define RELPATH_MAX_BYTES 4000
 /* Longest URL accepted in a job. */
 #define URL_MAX_BYTES 8192
 /* Most URLs in one job and most headers a job may add. */
 #define JOB_MAX_URLS 100000
 #define JOB_MAX_HEADERS 64
-/* Numeric suffixes tried for an existing final name. */
-#define SUFFIX_MAX 9999
+/*
+ * Names whose next free "-N" suffix the writer remembers, so that a run of
+ * files all named alike costs O(1) each; past this the oldest is forgotten
+ * and its next search gallops from 0 (O(log N) stats).
+ */
+#define NAME_HINT_MAX 4096
 
 /* Pages one job may reach through rel="next", and the largest page. */
 #define PAGE_FOLLOW_MAX 100
