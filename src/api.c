@@ -293,6 +293,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	static const char *const known[] = { "dir", "name", NULL };
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	struct job_request jr;
+	struct request_limits lim;
 	struct evkeyvalq q;
 	const char *type, *dir, *name;
 	struct job *j;
@@ -312,6 +313,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	body = (char *)evbuffer_pullup(in, -1);
 	if (body == NULL)
 		body = (char *)"";
+	config_request_limits(api->cfg, &lim);
 	type = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "Content-Type");
 	if (type != NULL && api_type_is(type, "text/uri-list")) {
@@ -319,7 +321,8 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 			return;
 		dir = evhttp_find_header(&q, "dir");
 		name = evhttp_find_header(&q, "name");
-		rc = request_parse_urilist(&jr, body, len, dir, name, &cause);
+		rc = request_parse_urilist_limits(
+		    &jr, body, len, dir, name, &lim, &cause);
 		evhttp_clear_headers(&q);
 	} else if (type == NULL || api_type_is(type, "application/json")) {
 		if (evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) !=
@@ -329,7 +332,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 			    "text/uri-list; put options in the JSON body");
 			return;
 		}
-		rc = request_parse_json(&jr, body, len, &cause);
+		rc = request_parse_json_limits(&jr, body, len, &lim, &cause);
 	} else {
 		api_error(req, 415,
 		    "Content-Type must be application/json or "

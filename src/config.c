@@ -129,6 +129,14 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(max_api_connections, CONFIG_INT) },
 	{ "api_idle_timeout", CONFIG_INTEGER, 1, 86400,
 	    CONFIG_FIELD(api_idle_timeout, CONFIG_LONG) },
+	{ "max_job_items", CONFIG_INTEGER, 1, JOB_ITEMS_LIMIT,
+	    CONFIG_FIELD(max_job_items, CONFIG_LONG) },
+	{ "max_url_length", CONFIG_INTEGER, 16, URL_LENGTH_LIMIT,
+	    CONFIG_FIELD(max_url_length, CONFIG_LONG) },
+	{ "max_job_headers", CONFIG_INTEGER, 0, JOB_HEADERS_LIMIT,
+	    CONFIG_FIELD(max_job_headers, CONFIG_LONG) },
+	{ "max_header_bytes", CONFIG_INTEGER, 16, HEADER_BYTES_LIMIT,
+	    CONFIG_FIELD(max_header_bytes, CONFIG_LONG) },
 };
 
 static const char *const config_exists_names[] = {
@@ -202,6 +210,20 @@ config_init(struct config *cfg)
 	cfg->max_page_size = PAGE_SIZE_DEFAULT;
 	cfg->max_api_connections = 128;
 	cfg->api_idle_timeout = 60;
+	cfg->max_job_items = JOB_MAX_URLS;
+	cfg->max_url_length = URL_MAX_BYTES;
+	cfg->max_job_headers = JOB_MAX_HEADERS;
+	cfg->max_header_bytes = REQUEST_HEADER_MAX_BYTES;
+}
+
+/* The limits of one job submission under this config. */
+void
+config_request_limits(const struct config *cfg, struct request_limits *lim)
+{
+	lim->max_job_items = (size_t)cfg->max_job_items;
+	lim->max_url_length = (size_t)cfg->max_url_length;
+	lim->max_job_headers = (size_t)cfg->max_job_headers;
+	lim->max_header_bytes = (size_t)cfg->max_header_bytes;
 }
 
 /* Free a list of headers. */

@@ -44,6 +44,10 @@ struct config {
 	int dedup; /* dedup: bool, keep each body once */
 	long cache_max_entries; /* cache_max_entries: URL cache size */
 	long long max_page_size; /* max_page_size: bytes of a scraped page */
+	long max_job_items; /* max_job_items: URLs in one job */
+	long max_url_length; /* max_url_length: bytes of one URL */
+	long max_job_headers; /* max_job_headers: headers one job adds */
+	long max_header_bytes; /* max_header_bytes: bytes of one of them */
 };
 
 /*
@@ -68,6 +72,9 @@ void config_init(struct config *);
 int config_load(struct config *, const char *path, char **cause);
 /* Free everything the config owns. */
 void config_finish(struct config *);
+struct request_limits;
+/* The limits of one job submission under this config. */
+void config_request_limits(const struct config *, struct request_limits *);
 const char *config_exists_name(enum exists_policy);
 
 #endif

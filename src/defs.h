@@ -47,11 +47,19 @@
 #define SUFFIX_DIGITS_MAX 20
 #define FILE_NAME_MAX_BYTES (NAME_MAX_BYTES - 1 - SUFFIX_DIGITS_MAX - 5)
 #define RELPATH_MAX_BYTES 4000
-/* Longest URL accepted in a job. */
+/*
+ * Longest URL accepted in a job, most URLs in one job and most headers a
+ * job may add: the defaults of max_url_length, max_job_items and
+ * max_job_headers (max_header_bytes defaults to REQUEST_HEADER_MAX_BYTES).
+ */
 #define URL_MAX_BYTES 8192
-/* Most URLs in one job and most headers a job may add. */
 #define JOB_MAX_URLS 100000
 #define JOB_MAX_HEADERS 64
+/* The most those four settings may be raised to. */
+#define URL_LENGTH_LIMIT 65536
+#define JOB_ITEMS_LIMIT 1000000
+#define JOB_HEADERS_LIMIT 1024
+#define HEADER_BYTES_LIMIT 65536
 /*
  * Names whose next free "-N" suffix the writer remembers, so that a run of
  * files all named alike costs O(1) each; past this the oldest is forgotten
