@@ -6,6 +6,7 @@
  */
 #include <sys/queue.h>
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,11 +77,13 @@ query_job_path(const char *rest, unsigned long long *id, int *events)
 {
 	const char *p = rest;
 	unsigned long long n = 0;
+	unsigned d;
 
 	for (; *p >= '0' && *p <= '9'; p++) {
-		if (n > (~0ULL - 9) / 10)
+		d = (unsigned)(*p - '0');
+		if (n > (ULLONG_MAX - d) / 10)
 			return -1;
-		n = n * 10 + (unsigned long long)(*p - '0');
+		n = n * 10 + d;
 	}
 	if (p == rest)
 		return -1;

@@ -51,8 +51,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memset(&vars, 0, sizeof vars);
 	vars.url = field[1] != NULL ? field[1] : "http://h/";
-	vars.content_type = field[2] != NULL && *field[2] != '\0' ? field[2]
-								   : NULL;
+	vars.content_type =
+	    field[2] != NULL && *field[2] != '\0' ? field[2] : NULL;
 	vars.job = 42;
 	vars.n = 7;
 	vars.now = 1700000000;

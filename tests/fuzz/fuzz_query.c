@@ -59,8 +59,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_ASSERT(req.nurls == 1);
 				request_finish(&req);
 			} else {
-				FUZZ_ASSERT(cause != NULL &&
-				    fuzz_printable(cause));
+				FUZZ_ASSERT(
+				    cause != NULL && fuzz_printable(cause));
 				free(cause);
 			}
 		}

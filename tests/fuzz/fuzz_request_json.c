@@ -46,8 +46,8 @@ check_result(int rc, struct job_request *req, char *cause,
 		FUZZ_ASSERT(request_check_url(req->pages[i], &why) == 0);
 	for (i = 0; i < req->nheaders; i++) {
 		FUZZ_ASSERT(strlen(req->headers[i]) <= lim->max_header_bytes);
-		FUZZ_ASSERT(request_check_header_line(req->headers[i], &why) ==
-		    0);
+		FUZZ_ASSERT(
+		    request_check_header_line(req->headers[i], &why) == 0);
 	}
 	if (req->dir != NULL)
 		FUZZ_ASSERT(path_check_relative(req->dir, "dir", &why) == 0);

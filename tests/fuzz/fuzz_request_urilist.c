@@ -56,7 +56,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc == 0) {
 		FUZZ_ASSERT(req.nurls > 0 && req.nurls <= small.max_job_items);
 		for (i = 0; i < req.nurls; i++)
-			FUZZ_ASSERT(strlen(req.urls[i]) <= small.max_url_length);
+			FUZZ_ASSERT(
+			    strlen(req.urls[i]) <= small.max_url_length);
 		request_finish(&req);
 	} else {
 		FUZZ_ASSERT(cause != NULL && fuzz_printable(cause));
