@@ -614,6 +614,25 @@ def test_job_limits():
     d.stop()
 
 
+def test_reload_include_not_a_file():
+    """A config whose @include names a directory (libconfig would exit()
+    reading it) is refused on SIGHUP with a clear message; the daemon
+    keeps its configuration and goes on."""
+    d = harness.Daemon(harness.fresh_dir("incl"))
+    before = len(d.log())
+    with open(d.confpath, "a") as f:
+        f.write('@include ""\n')
+    os.kill(d.pid, signal.SIGHUP)
+    harness.wait_for(lambda: "keeping the running configuration"
+                     in d.log()[before:], 5, what="the refused reload")
+    check('@include "": not a regular file' in d.log()[before:],
+          "the reason in the log:\n" + d.log_tail())
+    check(d.alive(), "daemon gone after SIGHUP")
+    job = d.submit([url("/files/a.png")], dir="incl")
+    eq(d.wait_job(job["id"])["state"], "done", "job after the reload")
+    d.stop()
+
+
 def test_queue_limit_503():
     o_dir = harness.fresh_dir("qlimit")
     d = harness.Daemon(o_dir, queue_limit=4, max_transfers=1)
