@@ -45,6 +45,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "queue.h"
+#include "query.h"
 #include "request.h"
 #include "xmalloc.h"
 
@@ -217,29 +218,14 @@ static int
 api_query(
     struct evhttp_request *req, struct evkeyvalq *q, const char *const *known)
 {
-	const char *query;
-	struct evkeyval *kv;
-	size_t i;
+	char *cause = NULL;
 
-	TAILQ_INIT(q);
-	query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	if (query == NULL)
-		return 0;
-	if (evhttp_parse_query_str(query, q) == -1) {
-		api_error(req, 400, "malformed query string");
+	if (query_parse(
+		evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)), known,
+		q, &cause) == -1) {
+		api_error(req, 400, "%s", cause);
+		free(cause);
 		return -1;
-	}
-	TAILQ_FOREACH(kv, q, next) {
-		for (i = 0; known[i] != NULL; i++) {
-			if (strcmp(kv->key, known[i]) == 0)
-				break;
-		}
-		if (known[i] == NULL) {
-			api_error(req, 400, "unknown query parameter \"%s\"",
-			    kv->key);
-			evhttp_clear_headers(q);
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -444,6 +430,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	struct job_request jr;
 	struct job_owner owner;
+	struct request_limits lim;
 	struct evkeyvalq q;
 	const char *type, *dir, *name;
 	struct job *j;
@@ -463,6 +450,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	body = (char *)evbuffer_pullup(in, -1);
 	if (body == NULL)
 		body = (char *)"";
+	config_request_limits(api->cfg, &lim);
 	type = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "Content-Type");
 	if (type != NULL && api_type_is(type, "text/uri-list")) {
@@ -470,7 +458,8 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 			return;
 		dir = evhttp_find_header(&q, "dir");
 		name = evhttp_find_header(&q, "name");
-		rc = request_parse_urilist(&jr, body, len, dir, name, &cause);
+		rc = request_parse_urilist_limits(
+		    &jr, body, len, dir, name, &lim, &cause);
 		evhttp_clear_headers(&q);
 	} else if (type == NULL || api_type_is(type, "application/json")) {
 		if (evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) !=
@@ -486,7 +475,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 			body = text;
 			len = strlen(text);
 		}
-		rc = request_parse_json(&jr, body, len, &cause);
+		rc = request_parse_json_limits(&jr, body, len, &lim, &cause);
 	} else {
 		api_error(req, 415,
 		    "Content-Type must be application/json or "
@@ -674,15 +663,10 @@ api_job_route(
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct api_submit *sub;
 	unsigned long long id = 0;
-	const char *p = rest;
 	struct job *j;
+	int events = 0;
 
-	for (; *p >= '0' && *p <= '9'; p++) {
-		if (id > (~0ULL - 9) / 10)
-			break;
-		id = id * 10 + (unsigned long long)(*p - '0');
-	}
-	if (p == rest || (*p != '\0' && strcmp(p, "/events") != 0)) {
+	if (query_job_path(rest, &id, &events) == -1) {
 		api_error(req, 404, "no such path: %s",
 		    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
 		return;
@@ -692,7 +676,7 @@ api_job_route(
 		api_error(req, 404, "no such job: %llu", id);
 		return;
 	}
-	if (*p != '\0') {
+	if (events) {
 		if (cmd != EVHTTP_REQ_GET) {
 			api_bad_method(req, "GET");
 			return;

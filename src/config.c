@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -35,6 +36,8 @@
 #define CONFIG_BUFFER_MAX (10 * 1024 * 1024)
 /* Largest config file read. */
 #define CONFIG_FILE_MAX (1024 * 1024)
+/* libconfig's own limit on nested @include; it refuses deeper ones. */
+#define CONFIG_INCLUDE_DEPTH 10
 /* libcurl refuses timeouts above INT_MAX milliseconds. */
 #define CONFIG_TIMEOUT_MAX (INT_MAX / 1000)
 
@@ -191,6 +194,14 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(allow_networks, CONFIG_OTHER) },
 	{ "host_rate", CONFIG_RATE, 0, HOST_RATE_MAX,
 	    CONFIG_FIELD(host_rate, CONFIG_DOUBLE) },
+	{ "max_job_items", CONFIG_INTEGER, 1, JOB_ITEMS_LIMIT,
+	    CONFIG_FIELD(max_job_items, CONFIG_LONG) },
+	{ "max_url_length", CONFIG_INTEGER, 16, URL_LENGTH_LIMIT,
+	    CONFIG_FIELD(max_url_length, CONFIG_LONG) },
+	{ "max_job_headers", CONFIG_INTEGER, 0, JOB_HEADERS_LIMIT,
+	    CONFIG_FIELD(max_job_headers, CONFIG_LONG) },
+	{ "max_header_bytes", CONFIG_INTEGER, 16, HEADER_BYTES_LIMIT,
+	    CONFIG_FIELD(max_header_bytes, CONFIG_LONG) },
 };
 
 static const char *const config_exists_names[] = {
@@ -301,6 +312,20 @@ config_init(struct config *cfg)
 	cfg->allow_networks = NULL;
 	cfg->nallow_networks = 0;
 	cfg->host_rate = 0;
+	cfg->max_job_items = JOB_MAX_URLS;
+	cfg->max_url_length = URL_MAX_BYTES;
+	cfg->max_job_headers = JOB_MAX_HEADERS;
+	cfg->max_header_bytes = REQUEST_HEADER_MAX_BYTES;
+}
+
+/* The limits of one job submission under this config. */
+void
+config_request_limits(const struct config *cfg, struct request_limits *lim)
+{
+	lim->max_job_items = (size_t)cfg->max_job_items;
+	lim->max_url_length = (size_t)cfg->max_url_length;
+	lim->max_job_headers = (size_t)cfg->max_job_headers;
+	lim->max_header_bytes = (size_t)cfg->max_header_bytes;
 }
 
 /* Free a list of headers. */
@@ -1009,6 +1034,77 @@ fail:
 	return NULL;
 }
 
+/* Whether path exists and is not a regular file. */
+static int
+config_not_regular(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 && !S_ISREG(st.st_mode);
+}
+
+/*
+ * Check the @include lines of a config text (file) before libconfig reads
+ * it. libconfig 1.5's scanner calls exit() when it cannot read an included
+ * file ("input in flex scanner failed": a directory, as @include ""
+ * names), and would read a device or a FIFO for ever: so an included file
+ * that exists must be a regular file, and so must its own includes. A name
+ * with an escape is refused, as this check could not follow it; a missing
+ * one is left to libconfig, which says so. dir is libconfig's include_dir.
+ */
+static int
+config_check_includes(const char *text, const char *file, const char *dir,
+    int depth, char **cause)
+{
+	const char *line, *end, *p, *q;
+	char *name, *full, *sub, *why = NULL, *shown;
+	unsigned int lineno = 0;
+	int bad, rc = 0;
+
+	for (line = text; rc == 0 && *line != '\0';
+	     line = *end != '\0' ? end + 1 : end) {
+		lineno++;
+		end = line + strcspn(line, "\n");
+		p = line + strspn(line, " \t");
+		if (strncmp(p, "@include", 8) != 0 ||
+		    (p[8] != ' ' && p[8] != '\t'))
+			continue;
+		p += 8 + strspn(p + 8, " \t");
+		if (*p != '"' ||
+		    (q = memchr(p + 1, '"', (size_t)(end - p - 1))) == NULL)
+			continue; /* libconfig names the syntax error */
+		name = xstrndup(p + 1, (size_t)(q - p - 1));
+		shown = path_printable(name, strlen(name));
+		if (dir != NULL)
+			xasprintf(&full, "%s/%s", dir, name);
+		else
+			full = xstrdup(name);
+		bad = config_not_regular(full) ||
+		    (*name == '/' && config_not_regular(name));
+		if (strchr(name, '\\') != NULL) {
+			config_error(cause, file, lineno,
+			    "@include \"%s\": no escapes in the file name",
+			    shown);
+			rc = -1;
+		} else if (bad) {
+			config_error(cause, file, lineno,
+			    "@include \"%s\": not a regular file", shown);
+			rc = -1;
+		} else if (depth < CONFIG_INCLUDE_DEPTH &&
+		    (sub = config_read_text(full, &why)) != NULL) {
+			rc = config_check_includes(
+			    sub, full, dir, depth + 1, cause);
+			free(sub);
+		}
+		free(why);
+		why = NULL;
+		free(shown);
+		free(full);
+		free(name);
+	}
+	return rc;
+}
+
 /* Read a file over the values already in the config. */
 int
 config_load(struct config *cfg, const char *path, char **cause)
@@ -1029,6 +1125,9 @@ config_load(struct config *cfg, const char *path, char **cause)
 		slash[1] = '\0';
 		config_set_include_dir(&lc, dir);
 	}
+	if (config_check_includes(
+		text, path, slash != NULL ? dir : NULL, 1, cause) != 0)
+		goto fail;
 	if (config_read_string(&lc, text) != CONFIG_TRUE) {
 		file = config_error_file(&lc);
 		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO) {

@@ -71,6 +71,10 @@ struct config {
 	size_t nallow_networks;
 	double
 	    host_rate; /* host_rate: item starts per second per host, 0 = no limit */
+	long max_job_items; /* max_job_items: URLs in one job */
+	long max_url_length; /* max_url_length: bytes of one URL */
+	long max_job_headers; /* max_job_headers: headers one job adds */
+	long max_header_bytes; /* max_header_bytes: bytes of one of them */
 };
 
 /* Where the shared queue's Redis is: TCP host and port, or a socket. */
@@ -103,6 +107,9 @@ void config_init(struct config *);
 int config_load(struct config *, const char *path, char **cause);
 /* Free everything the config owns. */
 void config_finish(struct config *);
+struct request_limits;
+/* The limits of one job submission under this config. */
+void config_request_limits(const struct config *, struct request_limits *);
 const char *config_exists_name(enum exists_policy);
 /*
  * Parse a queue address: "redis://HOST[:PORT][/DB]" or an absolute Unix

@@ -39,10 +39,19 @@
 
 /* One path component on disk, and a whole relative path. */
 #define NAME_MAX_BYTES 255
-/* A file's own name: room is left for "-9999" and ".part". */
-#define FILE_NAME_MAX_BYTES (NAME_MAX_BYTES - 10)
+/*
+ * A file's own name: room is left for a "-N" suffix of up to
+ * SUFFIX_DIGITS_MAX digits (an unsigned long long: it never runs out) and
+ * ".part".
+ */
+#define SUFFIX_DIGITS_MAX 20
+#define FILE_NAME_MAX_BYTES (NAME_MAX_BYTES - 1 - SUFFIX_DIGITS_MAX - 5)
 #define RELPATH_MAX_BYTES 4000
-/* Longest URL accepted in a job. */
+/*
+ * Longest URL accepted in a job, most URLs in one job and most headers a
+ * job may add: the defaults of max_url_length, max_job_items and
+ * max_job_headers (max_header_bytes defaults to REQUEST_HEADER_MAX_BYTES).
+ */
 #define URL_MAX_BYTES 8192
 /* Longest no_proxy list, from the config or a job. */
 #define NO_PROXY_MAX_BYTES 4096
@@ -50,11 +59,20 @@
 #define NET_TIMEOUT_MAX 2147483
 /* Most extra attempts of an item, from the config or a job. */
 #define NET_RETRIES_MAX 100
-/* Most URLs in one job and most headers a job may add. */
+
 #define JOB_MAX_URLS 100000
 #define JOB_MAX_HEADERS 64
-/* Numeric suffixes tried for an existing final name. */
-#define SUFFIX_MAX 9999
+/* The most those four settings may be raised to. */
+#define URL_LENGTH_LIMIT 65536
+#define JOB_ITEMS_LIMIT 1000000
+#define JOB_HEADERS_LIMIT 1024
+#define HEADER_BYTES_LIMIT 65536
+/*
+ * Names whose next free "-N" suffix the writer remembers, so that a run of
+ * files all named alike costs O(1) each; past this the oldest is forgotten
+ * and its next search gallops from 0 (O(log N) stats).
+ */
+#define NAME_HINT_MAX 4096
 
 /* Pages one job may reach through rel="next", and the largest page. */
 #define PAGE_FOLLOW_MAX 100

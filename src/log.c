@@ -82,7 +82,7 @@ log_level_name(int level)
 }
 
 /* Format and write one line. */
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_vline(int level, int with_errno, const char *fmt, va_list ap)
 {
 	char line[2048];

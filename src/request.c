@@ -23,9 +23,9 @@ static const char *const request_fields[] = { "urls", "dir", "name", "headers",
 	"max_page_size", "timeout", "retries", "proxy", "no_proxy",
 	"user_agent" };
 
-/* Check one URL, with a handle that may have checked others before. */
+/* Check one URL of at most max bytes, with a handle used before or not. */
 static int
-request_check_url_with(CURLU *h, const char *url, char **cause)
+request_check_url_with(CURLU *h, const char *url, size_t max, char **cause)
 {
 	CURLUcode uc;
 	char *scheme = NULL, *host = NULL, *p;
@@ -38,8 +38,8 @@ request_check_url_with(CURLU *h, const char *url, char **cause)
 		xasprintf(cause, "empty URL");
 		return -1;
 	}
-	if (len > URL_MAX_BYTES) {
-		xasprintf(cause, "URL longer than %d bytes", URL_MAX_BYTES);
+	if (len > max) {
+		xasprintf(cause, "longer than max_url_length (%zu bytes)", max);
 		return -1;
 	}
 	for (i = 0; i < len; i++) {
@@ -131,7 +131,7 @@ request_check_url(const char *url, char **cause)
 	int rc;
 
 	h = request_url_handle();
-	rc = request_check_url_with(h, url, cause);
+	rc = request_check_url_with(h, url, URL_MAX_BYTES, cause);
 	curl_url_cleanup(h);
 	return rc;
 }
@@ -287,9 +287,10 @@ request_is_tchar(char c)
 	return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
-/* Check one extra header name and value. */
-int
-request_check_header(const char *name, const char *value, char **cause)
+/* Check one extra header name and value, of at most max bytes. */
+static int
+request_check_header_max(
+    const char *name, const char *value, size_t max, char **cause)
 {
 	size_t nlen, vlen, i;
 	char *p;
@@ -309,9 +310,10 @@ request_check_header(const char *name, const char *value, char **cause)
 			return -1;
 		}
 	}
-	if (nlen + 2 + vlen > REQUEST_HEADER_MAX_BYTES) {
-		xasprintf(cause, "\"%.64s\": longer than %d bytes", name,
-		    REQUEST_HEADER_MAX_BYTES);
+	if (nlen + 2 + vlen > max) {
+		xasprintf(cause,
+		    "\"%.64s\": longer than max_header_bytes (%zu bytes)", name,
+		    max);
 		return -1;
 	}
 	for (i = 0; i < vlen; i++) {
@@ -332,6 +334,14 @@ request_check_header(const char *name, const char *value, char **cause)
 		}
 	}
 	return 0;
+}
+
+/* Check one extra header name and value. */
+int
+request_check_header(const char *name, const char *value, char **cause)
+{
+	return request_check_header_max(
+	    name, value, REQUEST_HEADER_MAX_BYTES, cause);
 }
 
 /* Check a "Name: value" line. */
@@ -379,6 +389,16 @@ request_finish(struct job_request *req)
 	memset(req, 0, sizeof *req);
 }
 
+/* The built-in limits. */
+void
+request_limits_init(struct request_limits *lim)
+{
+	lim->max_job_items = JOB_MAX_URLS;
+	lim->max_url_length = URL_MAX_BYTES;
+	lim->max_job_headers = JOB_MAX_HEADERS;
+	lim->max_header_bytes = REQUEST_HEADER_MAX_BYTES;
+}
+
 /* The options a request leaves to the configuration. */
 void
 request_init_options(struct job_request *req)
@@ -394,8 +414,8 @@ request_init_options(struct job_request *req)
 
 /* Take an array of URLs ("urls" or "pages") of a JSON request. */
 static int
-request_json_urls(
-    const char *field, char ***urls, size_t *nurls, json_t *v, char **cause)
+request_json_urls(const char *field, char ***urls, size_t *nurls, json_t *v,
+    const struct request_limits *lim, char **cause)
 {
 	json_t *item;
 	CURLU *h;
@@ -410,8 +430,9 @@ request_json_urls(
 	}
 	if ((n = json_array_size(v)) == 0)
 		return 0;
-	if (n > JOB_MAX_URLS) {
-		xasprintf(cause, "%s: more than %d URLs", field, JOB_MAX_URLS);
+	if (n > lim->max_job_items) {
+		xasprintf(cause, "%s[%zu]: more than max_job_items (%zu URLs)",
+		    field, lim->max_job_items, lim->max_job_items);
 		return -1;
 	}
 	*urls = xcalloc(n, sizeof **urls);
@@ -427,7 +448,8 @@ request_json_urls(
 			xasprintf(cause, "%s[%zu]: contains NUL", field, i);
 			goto fail;
 		}
-		if (request_check_url_with(h, s, &why) != 0) {
+		if (request_check_url_with(h, s, lim->max_url_length, &why) !=
+		    0) {
 			xasprintf(cause, "%s[%zu]: %s", field, i, why);
 			free(why);
 			goto fail;
@@ -460,7 +482,8 @@ request_json_string(json_t *v, const char *field, char **cause)
 
 /* Take the "headers" object of a JSON request. */
 static int
-request_json_headers(struct job_request *req, json_t *v, char **cause)
+request_json_headers(struct job_request *req, json_t *v,
+    const struct request_limits *lim, char **cause)
 {
 	json_t *value;
 	const char *key, *s;
@@ -471,9 +494,11 @@ request_json_headers(struct job_request *req, json_t *v, char **cause)
 		xasprintf(cause, "headers: must be an object of strings");
 		return -1;
 	}
-	if ((n = json_object_size(v)) > JOB_MAX_HEADERS) {
-		xasprintf(
-		    cause, "headers: more than %d headers", JOB_MAX_HEADERS);
+	if ((n = json_object_size(v)) > lim->max_job_headers) {
+		xasprintf(cause,
+		    "headers: %zu headers, more than "
+		    "max_job_headers (%zu)",
+		    n, lim->max_job_headers);
 		return -1;
 	}
 	req->headers = xcalloc(n, sizeof *req->headers);
@@ -498,7 +523,8 @@ request_json_headers(struct job_request *req, json_t *v, char **cause)
 			free(p);
 			return -1;
 		}
-		if (request_check_header(key, s, &why) != 0) {
+		if (request_check_header_max(
+			key, s, lim->max_header_bytes, &why) != 0) {
 			xasprintf(cause, "headers: %s", why);
 			free(why);
 			return -1;
@@ -629,10 +655,21 @@ request_json_network(struct job_request *r, json_t *root, char **cause)
 	return 0;
 }
 
-/* Parse a JSON job submission. */
+/* Parse a JSON job submission within the built-in limits. */
 int
 request_parse_json(
     struct job_request *req, const char *body, size_t len, char **cause)
+{
+	struct request_limits lim;
+
+	request_limits_init(&lim);
+	return request_parse_json_limits(req, body, len, &lim, cause);
+}
+
+/* Parse a JSON job submission within the given limits. */
+int
+request_parse_json_limits(struct job_request *req, const char *body, size_t len,
+    const struct request_limits *lim, char **cause)
 {
 	struct job_request r;
 	json_error_t jerr;
@@ -683,10 +720,10 @@ request_parse_json(
 	}
 
 	if ((v = json_object_get(root, "urls")) != NULL &&
-	    request_json_urls("urls", &r.urls, &r.nurls, v, cause) != 0)
+	    request_json_urls("urls", &r.urls, &r.nurls, v, lim, cause) != 0)
 		goto fail;
 	if ((v = json_object_get(root, "pages")) != NULL &&
-	    request_json_urls("pages", &r.pages, &r.npages, v, cause) != 0)
+	    request_json_urls("pages", &r.pages, &r.npages, v, lim, cause) != 0)
 		goto fail;
 	if (r.nurls == 0 && r.npages == 0) {
 		if (json_object_get(root, "urls") != NULL)
@@ -698,9 +735,11 @@ request_parse_json(
 					 "or \"pages\")");
 		goto fail;
 	}
-	if (r.nurls + r.npages > JOB_MAX_URLS) {
-		xasprintf(cause, "urls and pages: more than %d URLs together",
-		    JOB_MAX_URLS);
+	if (r.nurls + r.npages > lim->max_job_items) {
+		xasprintf(cause,
+		    "pages[%zu]: more than max_job_items (%zu URLs of urls "
+		    "and pages together)",
+		    lim->max_job_items - r.nurls, lim->max_job_items);
 		goto fail;
 	}
 	if (request_json_options(&r, root, cause) != 0 ||
@@ -722,7 +761,7 @@ request_parse_json(
 	}
 	if ((v = json_object_get(root, "headers")) != NULL &&
 	    !json_is_null(v)) {
-		if (request_json_headers(&r, v, cause) != 0)
+		if (request_json_headers(&r, v, lim, cause) != 0)
 			goto fail;
 	}
 	json_decref(root);
@@ -734,10 +773,23 @@ fail:
 	return -1;
 }
 
-/* Parse a text/uri-list job submission. */
+/* Parse a text/uri-list job submission within the built-in limits. */
 int
 request_parse_urilist(struct job_request *req, const char *body, size_t len,
     const char *dir, const char *name, char **cause)
+{
+	struct request_limits lim;
+
+	request_limits_init(&lim);
+	return request_parse_urilist_limits(
+	    req, body, len, dir, name, &lim, cause);
+}
+
+/* Parse a text/uri-list job submission within the given limits. */
+int
+request_parse_urilist_limits(struct job_request *req, const char *body,
+    size_t len, const char *dir, const char *name,
+    const struct request_limits *lim, char **cause)
 {
 	struct job_request r;
 	CURLU *h;
@@ -774,13 +826,15 @@ request_parse_urilist(struct job_request *req, const char *body, size_t len,
 			xasprintf(cause, "line %zu: contains NUL", lineno);
 			goto fail;
 		}
-		if (r.nurls == JOB_MAX_URLS) {
-			xasprintf(cause, "line %zu: more than %d URLs", lineno,
-			    JOB_MAX_URLS);
+		if (r.nurls == lim->max_job_items) {
+			xasprintf(cause,
+			    "line %zu: more than max_job_items (%zu URLs)",
+			    lineno, lim->max_job_items);
 			goto fail;
 		}
 		url = xstrndup(line, n);
-		if (request_check_url_with(h, url, &why) != 0) {
+		if (request_check_url_with(h, url, lim->max_url_length, &why) !=
+		    0) {
 			xasprintf(cause, "line %zu: %s", lineno, why);
 			free(why);
 			free(url);

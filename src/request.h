@@ -29,6 +29,17 @@ struct job_request {
 	int skip_existing; /* keep files already there (a claimed entry) */
 };
 
+/* What one job submission may hold: the config's max_* settings. */
+struct request_limits {
+	size_t max_job_items; /* URLs of urls and pages together */
+	size_t max_url_length; /* bytes of one URL */
+	size_t max_job_headers; /* headers one job adds */
+	size_t max_header_bytes; /* bytes of one "Name: value" header */
+};
+
+/* The built-in limits (JOB_MAX_URLS, URL_MAX_BYTES, ... in defs.h). */
+void request_limits_init(struct request_limits *);
+
 /*
  * Parse {"urls": [...], "pages": [...], "dir": "...", "name": "...",
  * "headers": {...}, "if_changed", "dedup", "same_host": bool,
@@ -43,6 +54,13 @@ struct job_request {
  */
 int request_parse_json(
     struct job_request *, const char *body, size_t len, char **cause);
+/*
+ * The same within the given limits; going past one is refused naming the
+ * field, its index and the limit: "urls[3]: longer than max_url_length
+ * (8192 bytes)". request_parse_json uses the built-in limits.
+ */
+int request_parse_json_limits(struct job_request *, const char *body,
+    size_t len, const struct request_limits *, char **cause);
 
 /*
  * Parse a text/uri-list body: one URL per line, CRLF or LF, '#' comments
@@ -51,6 +69,10 @@ int request_parse_json(
  */
 int request_parse_urilist(struct job_request *, const char *body, size_t len,
     const char *dir, const char *name, char **cause);
+/* The same within the given limits ("line N: ..." past one). */
+int request_parse_urilist_limits(struct job_request *, const char *body,
+    size_t len, const char *dir, const char *name,
+    const struct request_limits *, char **cause);
 
 /* Check one URL: absolute, http or https, with a host. */
 int request_check_url(const char *url, char **cause);

@@ -48,6 +48,14 @@
  *   the loop frees it after WFILE_DONE. A TASK file is no file at all: the
  *   worker runs a function of the owner's (the parse of a scraped page)
  *   that touches only its argument.
+ * - Free names: the loop thread claims each .part name in writer->parts,
+ *   starting at the suffix after the last one claimed for the same wanted
+ *   name (writer->part_hints, kept while files of that name are open).
+ *   Workers choose final names by stat on disk, starting at the suffix
+ *   after the last one taken for that name (writer->name_hints, a bounded
+ *   table under writer->lock, the oldest forgotten first): a run of files
+ *   all named alike costs O(1) each, and the stat still finds files that
+ *   were there before or that others made.
  * Workers block all signals, so only the main thread sees them.
  */
 #include <sys/queue.h>
@@ -109,6 +117,22 @@ struct wdir {
 	int stale; /* out of writer->dirs: gone from the disk */
 };
 
+/*
+ * Loop thread: the next .part suffix to try for a wanted name, kept while
+ * live open files hold a claim made from it.
+ */
+struct part_hint {
+	char *key; /* dirpart "/" base */
+	unsigned long long next;
+	size_t live;
+};
+
+/* Under writer->lock: the next final-name suffix to try for a name. */
+struct name_hint {
+	char *key; /* directory "/" base, relative to the root */
+	unsigned long long next;
+};
+
 struct wfile {
 	struct writer *writer;
 	/* Set at open, read-only afterwards. */
@@ -134,6 +158,7 @@ struct wfile {
 	int big; /* a full chunk was sent: the next ones are full size */
 	int closing;
 	int claimed;
+	struct part_hint *phint; /* the claim was made from it */
 
 	/* Shared, under writer->lock. */
 	struct op_list ops;
@@ -156,6 +181,7 @@ struct wfile {
 	struct wdir *dir; /* NULL for the root */
 	int fd;
 	char *final; /* chosen base name */
+	unsigned long long suffix; /* its "-N" */
 	char *finalpath; /* relative path of the final name */
 	unsigned long long size;
 	int opened;
@@ -196,8 +222,12 @@ struct writer {
 	int kicked;
 	size_t open_files;
 	void *parts; /* tsearch tree: .part paths claimed by open files */
+	void *part_hints; /* tsearch tree of struct part_hint, by key */
 	/* Shared, under lock. */
 	void *dirs; /* tsearch tree of struct wdir, by path */
+	void *name_hints; /* tsearch tree of struct name_hint, by key */
+	struct name_hint *hint_ring[NAME_HINT_MAX]; /* in order of creation */
+	size_t hint_pos; /* the oldest, replaced next */
 };
 
 static void *writer_main(void *);
@@ -259,10 +289,21 @@ writer_free_nothing(void *p)
 {
 }
 
+/* tdestroy: free a struct part_hint. */
+static void
+writer_part_hint_free(void *p)
+{
+	struct part_hint *h = p;
+
+	free(h->key);
+	free(h);
+}
+
 /* Stop and join the workers, then free the pool. */
 void
 writer_destroy(struct writer *w)
 {
+	size_t j;
 	int i;
 
 	if (w == NULL)
@@ -286,7 +327,16 @@ writer_destroy(struct writer *w)
 	pthread_cond_destroy(&w->cond);
 	/* The paths belong to files that were never finished. */
 	tdestroy(w->parts, writer_free_nothing);
+	tdestroy(w->part_hints, writer_part_hint_free);
 	tdestroy(w->dirs, writer_dir_free);
+	/* Every name hint is in the ring. */
+	tdestroy(w->name_hints, writer_free_nothing);
+	for (j = 0; j < NAME_HINT_MAX; j++) {
+		if (w->hint_ring[j] != NULL) {
+			free(w->hint_ring[j]->key);
+			free(w->hint_ring[j]);
+		}
+	}
 	free(w->threads);
 	free(w);
 }
@@ -339,7 +389,7 @@ writer_chunk_put_locked(struct writer *w, char *p, size_t cap)
 
 /* Name base with suffix k before its extension: "a.png", 2 -> "a-2.png". */
 static char *
-wfile_suffixed(const char *base, int k)
+wfile_suffixed(const char *base, unsigned long long k)
 {
 	const char *dot;
 	char *s;
@@ -348,10 +398,36 @@ wfile_suffixed(const char *base, int k)
 		return xstrdup(base);
 	dot = strrchr(base, '.');
 	if (dot == NULL || dot == base)
-		xasprintf(&s, "%s-%d", base, k);
+		xasprintf(&s, "%s-%llu", base, k);
 	else
-		xasprintf(&s, "%.*s-%d%s", (int)(dot - base), base, k, dot);
+		xasprintf(&s, "%.*s-%llu%s", (int)(dot - base), base, k, dot);
 	return s;
+}
+
+/* tsearch order of part hints, by key. */
+static int
+writer_part_hint_cmp(const void *a, const void *b)
+{
+	const struct part_hint *x = a, *y = b;
+
+	return strcmp(x->key, y->key);
+}
+
+/* Loop thread: the part hint for the file's wanted name, made if new. */
+static struct part_hint *
+writer_part_hint(struct writer *w, struct wfile *f)
+{
+	struct part_hint *h, **slot;
+
+	h = xcalloc(1, sizeof *h);
+	xasprintf(&h->key, "%s/%s", f->dirpart, f->base);
+	if ((slot = tsearch(h, &w->part_hints, writer_part_hint_cmp)) == NULL)
+		fatalx("%s: tsearch failed", __func__);
+	if (*slot != h) {
+		writer_part_hint_free(h);
+		h = *slot;
+	}
+	return h;
 }
 
 /* tsearch order of claimed .part paths. */
@@ -373,16 +449,19 @@ static int
 wfile_claim(struct wfile *f, const char *want)
 {
 	struct writer *w = f->writer;
+	struct part_hint *h;
 	const char *slash;
 	char *cand, *name;
-	int k;
+	unsigned long long k;
 
 	if (want != NULL) {
 		if (writer_part_used(w, want))
 			return -1;
 		name = xstrdup(want);
 	} else {
-		for (k = 0;; k++) {
+		/* Past the last claim for this name while any is open. */
+		h = writer_part_hint(w, f);
+		for (k = h->next;; k++) {
 			cand = wfile_suffixed(f->base, k);
 			xasprintf(&name, "%s%s%s.part", f->dirpart,
 			    *f->dirpart != '\0' ? "/" : "", cand);
@@ -391,6 +470,9 @@ wfile_claim(struct wfile *f, const char *want)
 				break;
 			free(name);
 		}
+		h->next = k + 1;
+		h->live++;
+		f->phint = h;
 	}
 	if (tsearch(name, &w->parts, writer_part_cmp) == NULL)
 		fatalx("%s: tsearch failed", __func__);
@@ -405,10 +487,18 @@ wfile_claim(struct wfile *f, const char *want)
 static void
 wfile_unclaim(struct wfile *f)
 {
+	struct part_hint *h = f->phint;
+
 	if (!f->claimed)
 		return;
 	tdelete(f->part, &f->writer->parts, writer_part_cmp);
 	f->claimed = 0;
+	f->phint = NULL;
+	/* The last open file of its name: the next one starts from 0. */
+	if (h != NULL && --h->live == 0) {
+		tdelete(h, &f->writer->part_hints, writer_part_hint_cmp);
+		writer_part_hint_free(h);
+	}
 }
 
 /* Allocate a file for relpath. */
@@ -1281,33 +1371,151 @@ wfile_do_abort(struct wfile *f)
 		log_warn("writer: unlink %s", f->part);
 }
 
-/* Worker: choose the final name as the policy says. */
+/* tsearch order of name hints, by key. */
 static int
-wfile_do_name(struct wfile *f)
+writer_name_hint_cmp(const void *a, const void *b)
+{
+	const struct name_hint *x = a, *y = b;
+
+	return strcmp(x->key, y->key);
+}
+
+/*
+ * Worker: the suffix to try first for base in dir (relative to the root):
+ * the remembered one, moved on past it so that another worker tries the
+ * next; 0 when none is remembered.
+ */
+static unsigned long long
+writer_hint_take(struct writer *w, const char *dir, const char *base)
+{
+	struct name_hint key, **slot;
+	unsigned long long k = 0;
+
+	xasprintf(&key.key, "%s/%s", dir, base);
+	pthread_mutex_lock(&w->lock);
+	if ((slot = tfind(&key, &w->name_hints, writer_name_hint_cmp)) != NULL)
+		k = (*slot)->next++;
+	pthread_mutex_unlock(&w->lock);
+	free(key.key);
+	return k;
+}
+
+/*
+ * Worker: remember that suffix k of base in dir is taken. A new name
+ * replaces the oldest one once NAME_HINT_MAX are kept.
+ */
+static void
+writer_hint_note(
+    struct writer *w, const char *dir, const char *base, unsigned long long k)
+{
+	struct name_hint *h, *old, **slot;
+
+	h = xcalloc(1, sizeof *h);
+	xasprintf(&h->key, "%s/%s", dir, base);
+	h->next = k + 1;
+	pthread_mutex_lock(&w->lock);
+	if ((slot = tsearch(h, &w->name_hints, writer_name_hint_cmp)) == NULL)
+		fatalx("%s: tsearch failed", __func__);
+	if (*slot != h) {
+		if ((*slot)->next < k + 1)
+			(*slot)->next = k + 1;
+		pthread_mutex_unlock(&w->lock);
+		free(h->key);
+		free(h);
+		return;
+	}
+	if ((old = w->hint_ring[w->hint_pos]) != NULL)
+		tdelete(old, &w->name_hints, writer_name_hint_cmp);
+	w->hint_ring[w->hint_pos] = h;
+	w->hint_pos = (w->hint_pos + 1) % NAME_HINT_MAX;
+	pthread_mutex_unlock(&w->lock);
+	if (old != NULL) {
+		free(old->key);
+		free(old);
+	}
+}
+
+/* Worker: whether base with suffix k is in the directory dirfd. */
+static int
+wfile_name_taken(int dirfd, const char *base, unsigned long long k)
 {
 	struct stat st;
 	char *name;
-	int k;
+	int taken;
 
-	for (k = 0;; k++) {
-		name = wfile_suffixed(f->base, k);
-		if (f->policy == EXISTS_OVERWRITE ||
-		    fstatat(f->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+	name = wfile_suffixed(base, k);
+	taken = fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	free(name);
+	return taken;
+}
+
+/*
+ * Worker: a suffix at or after start that base does not have in dirfd.
+ * Taken ones are passed in doubling steps, then the gap is halved, so a
+ * run of n names already there (from before, or made by others) costs
+ * O(log n) stats. The name is free, not always the lowest free one.
+ */
+static unsigned long long
+wfile_free_suffix(int dirfd, const char *base, unsigned long long start)
+{
+	unsigned long long lo = start, hi, mid, step = 1;
+
+	if (!wfile_name_taken(dirfd, base, lo))
+		return lo;
+	for (;; step *= 2) {
+		hi = lo + step;
+		if (!wfile_name_taken(dirfd, base, hi))
 			break;
-		if (f->policy == EXISTS_SKIP) {
-			f->skipped = 1;
-			break;
-		}
-		free(name);
-		if (k == SUFFIX_MAX) {
-			wfile_fail(f, "no free name for", f->base, EEXIST);
-			return -1;
-		}
+		lo = hi;
 	}
-	f->final = name;
+	while (hi - lo > 1) {
+		mid = lo + (hi - lo) / 2;
+		if (wfile_name_taken(dirfd, base, mid))
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return hi;
+}
+
+/* Worker: a free suffix for base in dir (dirfd), remembered for the next. */
+static unsigned long long
+wfile_pick_suffix(struct wfile *f, int dirfd, const char *dir, const char *base)
+{
+	unsigned long long k;
+
+	k = wfile_free_suffix(
+	    dirfd, base, writer_hint_take(f->writer, dir, base));
+	/* A name nobody else wants needs no hint. */
+	if (k > 0)
+		writer_hint_note(f->writer, dir, base, k);
+	return k;
+}
+
+/* Worker: set the final name to base with suffix k in the file's directory. */
+static void
+wfile_set_final(struct wfile *f, unsigned long long k)
+{
+	free(f->final);
+	free(f->finalpath);
+	f->suffix = k;
+	f->final = wfile_suffixed(f->base, k);
 	xasprintf(&f->finalpath, "%s%s%s", f->dirpart,
-	    *f->dirpart != '\0' ? "/" : "", name);
-	return 0;
+	    *f->dirpart != '\0' ? "/" : "", f->final);
+}
+
+/* Worker: choose the final name as the policy says. */
+static void
+wfile_do_name(struct wfile *f)
+{
+	unsigned long long k = 0;
+
+	if (f->policy == EXISTS_SUFFIX)
+		k = wfile_pick_suffix(f, f->dirfd, f->dirpart, f->base);
+	else if (f->policy == EXISTS_SKIP &&
+	    wfile_name_taken(f->dirfd, f->base, 0))
+		f->skipped = 1;
+	wfile_set_final(f, k);
 }
 
 /* Worker: fsync (if asked) and close the .part. */
@@ -1343,8 +1551,9 @@ wfile_name_early(struct wfile *f, struct op_list *ops)
 	    TAILQ_LAST(ops, op_list)->type != OP_COMMIT)
 		return 0;
 	/* An empty body still makes an empty file. */
-	if (wfile_ensure_open(f) == -1 || wfile_do_name(f) == -1)
+	if (wfile_ensure_open(f) == -1)
 		return 0; /* COMMIT finds the failure */
+	wfile_do_name(f);
 	f->named = 1;
 	return 1;
 }
@@ -1361,10 +1570,11 @@ wfile_do_commit(struct wfile *f)
 	}
 	/* An empty body still makes an empty file. */
 	if (wfile_ensure_open(f) == -1 || f->failed ||
-	    wfile_do_close(f) == -1 || wfile_do_name(f) == -1) {
+	    wfile_do_close(f) == -1) {
 		wfile_do_abort(f);
 		return;
 	}
+	wfile_do_name(f);
 	wfile_hash_end(f);
 }
 
@@ -1394,10 +1604,10 @@ wfile_try_rename(struct wfile *f, const char *name, int noreplace)
 static void
 wfile_do_move(struct wfile *f)
 {
-	struct stat st;
 	const char *slash;
 	char *dir, *base, *name;
-	int tfd, k, rc;
+	unsigned long long k = 0;
+	int tfd, rc;
 
 	slash = strrchr(f->target, '/');
 	dir = slash != NULL ? xstrndup(f->target, (size_t)(slash - f->target))
@@ -1407,30 +1617,33 @@ wfile_do_move(struct wfile *f)
 		wfile_do_abort(f);
 		goto out;
 	}
-	for (k = 0;; k++) {
+	if (f->policy == EXISTS_SKIP && wfile_name_taken(tfd, base, 0)) {
+		f->skipped = 1;
+		wfile_do_abort(f);
+	} else if (f->policy == EXISTS_SUFFIX)
+		k = wfile_pick_suffix(f, tfd, dir, base);
+	for (;;) {
 		name = wfile_suffixed(base, k);
-		if (f->policy == EXISTS_SKIP &&
-		    fstatat(tfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-			f->skipped = 1;
-			wfile_do_abort(f);
+		if (f->skipped)
 			break;
-		}
 		if (f->policy == EXISTS_OVERWRITE)
 			rc = renameat(f->dirfd, f->partbase, tfd, name);
 		else
-			rc = renameat2(f->dirfd, f->partbase, tfd, name,
-			    RENAME_NOREPLACE);
+			rc = renameat2(
+			    f->dirfd, f->partbase, tfd, name, RENAME_NOREPLACE);
 		if (rc == 0)
 			break;
-		if (errno != EEXIST || f->policy != EXISTS_SUFFIX ||
-		    k == SUFFIX_MAX) {
+		if (errno != EEXIST || f->policy != EXISTS_SUFFIX) {
 			wfile_fail_path(f, "rename to", f->target, errno);
 			free(name);
 			wfile_do_abort(f);
 			close(tfd);
 			goto out;
 		}
+		/* Someone took the name since it was chosen: the next one. */
 		free(name);
+		writer_hint_note(f->writer, dir, base, k);
+		k = wfile_pick_suffix(f, tfd, dir, base);
 	}
 	free(f->finalpath);
 	xasprintf(&f->finalpath, "%s%s%s", dir, *dir != '\0' ? "/" : "", name);
@@ -1467,9 +1680,6 @@ wfile_do_dedup(struct wfile *f)
 static void
 wfile_do_rename(struct wfile *f)
 {
-	char *name;
-	int k;
-
 	if (f->failed) {
 		/* Named early, then a write or the close failed. */
 		wfile_do_abort(f);
@@ -1485,23 +1695,19 @@ wfile_do_rename(struct wfile *f)
 		f->ok = 1;
 		return;
 	}
-	for (k = 0;; k++) {
+	for (;;) {
 		if (wfile_try_rename(
 			f, f->final, f->policy != EXISTS_OVERWRITE) == 0)
 			break;
-		/* Someone took the name since it was chosen: the next one. */
-		if (errno != EEXIST || f->policy != EXISTS_SUFFIX ||
-		    k == SUFFIX_MAX) {
+		if (errno != EEXIST || f->policy != EXISTS_SUFFIX) {
 			wfile_fail(f, "rename to", f->final, errno);
 			wfile_do_abort(f);
 			return;
 		}
-		name = wfile_suffixed(f->base, k + 1);
-		free(f->final);
-		f->final = name;
-		free(f->finalpath);
-		xasprintf(&f->finalpath, "%s%s%s", f->dirpart,
-		    *f->dirpart != '\0' ? "/" : "", name);
+		/* Someone took the name since it was chosen: the next one. */
+		writer_hint_note(f->writer, f->dirpart, f->base, f->suffix);
+		wfile_set_final(
+		    f, wfile_pick_suffix(f, f->dirfd, f->dirpart, f->base));
 	}
 	if (f->do_fsync && fsync(f->dirfd) == -1)
 		log_warn("writer: fsync directory %s", f->dirpart);

@@ -3,6 +3,10 @@
 Environment:
     IMGFETCHD, IMGFETCH, ORIGIN   paths to the built binaries (meson sets them)
     KEEP=1                        keep the temporary directory of the run
+    IFD_SANITIZED=1               IMGFETCHD is an ASan/UBSan build: a test
+                                  fails if a daemon it started logged a
+                                  sanitizer report (tests/meson.build's
+                                  asan suite sets this)
 
 What it offers:
     tmpdir()                 the run's temporary directory (created once)
@@ -902,6 +906,28 @@ def _cleanup_live():
             pass
 
 
+SANITIZER_REPORTS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "runtime error:", "WARNING: AddressSanitizer")
+
+
+def sanitizer_report(daemons):
+    """The first sanitizer report in the logs of these daemons, or None
+    (only when IFD_SANITIZED=1)."""
+    if os.environ.get("IFD_SANITIZED") != "1":
+        return None
+    for d in daemons:
+        try:
+            log = d.log()
+        except OSError:
+            continue
+        for needle in SANITIZER_REPORTS:
+            at = log.find(needle)
+            if at != -1:
+                return "%s in the log of imgfetchd pid %d:\n%s" % (
+                    needle, d.proc.pid, log[max(0, at - 200):at + 3000])
+    return None
+
+
 def run(module_globals, default_timeout=120):
     """Run the module's test_* functions in definition order.
 
@@ -932,6 +958,9 @@ def run(module_globals, default_timeout=120):
             try:
                 fn()
                 signal.alarm(0)
+                report = sanitizer_report(_started[mark:])
+                if report is not None:
+                    raise AssertionError(report)
                 print("ok %s" % name, flush=True)
                 passed += 1
             except Skip as e:
@@ -972,6 +1001,11 @@ def run(module_globals, default_timeout=120):
     finally:
         signal.alarm(0)
         _cleanup_live()
+        # Daemons of setup() and the shared ones, which no test started.
+        report = sanitizer_report(_started)
+        if report is not None:
+            print("FAIL sanitizer: %s" % report, flush=True)
+            failed += 1
         if _tmp is not None:
             if os.environ.get("KEEP") == "1":
                 print("kept %s" % _tmp)

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -552,6 +553,84 @@ def test_request_body_limit():
                                ctype="application/json")
     eq(status, 202, "body just under max_request_body (%r)" % (data,))
     eq(D.wait_job(data["id"])["state"], "done", "job state")
+
+
+def test_job_limits():
+    """max_job_items, max_url_length, max_job_headers and max_header_bytes:
+    a submission past one is refused with 400 naming the field, index and
+    limit, in JSON and text/uri-list; nothing of it is taken, the daemon
+    goes on, and SIGHUP applies new limits."""
+    d = harness.Daemon(harness.fresh_dir("limits"), max_job_items=3,
+                       max_url_length=64, max_job_headers=2,
+                       max_header_bytes=32)
+    a = url("/files/a.png")
+    cases = [
+        ({"urls": [a, a, a, a]}, r"^urls\[3\]: more than max_job_items "
+         r"\(3 URLs\)$"),
+        ({"urls": [a, a], "pages": [a, a]}, r"^pages\[1\]: more than "
+         r"max_job_items \(3 URLs of urls and pages together\)$"),
+        ({"urls": [a, url("/files/a.png?" + "x" * 64)]},
+         r"^urls\[1\]: longer than max_url_length \(64 bytes\)$"),
+        ({"urls": [a], "headers": {"X-A": "1", "X-B": "2", "X-C": "3"}},
+         r"^headers: 3 headers, more than max_job_headers \(2\)$"),
+        ({"urls": [a], "headers": {"X-A": "v" * 28}},
+         r'^headers: "X-A": longer than max_header_bytes \(32 bytes\)$'),
+    ]
+    for body, want in cases:
+        status, hdrs, data = d.api("POST", "/v1/jobs", body)
+        check_error(status, hdrs, data, 400, "JSON %s" % want, want)
+    lines = "#c\n%s\n%s\n\n%s\n%s\n" % (a, a, a, a)
+    status, hdrs, data = d.api("POST", "/v1/jobs", lines,
+                               ctype="text/uri-list")
+    check_error(status, hdrs, data, 400, "uri-list of 4", r"^line 6: more "
+                r"than max_job_items \(3 URLs\)$")
+    lines = "%s\n%s\n" % (a, url("/files/a.png?" + "x" * 64))
+    status, hdrs, data = d.api("POST", "/v1/jobs", lines,
+                               ctype="text/uri-list")
+    check_error(status, hdrs, data, 400, "uri-list long URL", r"^line 2: "
+                r"longer than max_url_length \(64 bytes\)$")
+    status, _h, data = d.api("GET", "/v1/jobs")
+    eq(status, 200, "GET /v1/jobs status")
+    eq(len(data["jobs"]), 0, "jobs taken from refused submissions")
+    # At the limits, a job is taken and done.
+    job = d.submit([a, a, a], dir="at", headers={"X-A": "v" * 27})
+    eq(d.wait_job(job["id"])["state"], "done", "job at the limits")
+    # SIGHUP: one URL per job, and no headers.
+    before = len(d.log())
+    settings = dict(d.settings, max_job_items=1, max_job_headers=0)
+    harness.write_config(d.confpath, settings)
+    os.kill(d.pid, signal.SIGHUP)
+    harness.wait_for(lambda: "configuration reloaded" in d.log()[before:],
+                     5, what="the reload")
+    status, hdrs, data = d.api("POST", "/v1/jobs", {"urls": [a, a]})
+    check_error(status, hdrs, data, 400, "two URLs after SIGHUP",
+                r"^urls\[1\]: more than max_job_items \(1 URLs\)$")
+    status, hdrs, data = d.api("POST", "/v1/jobs",
+                               {"urls": [a], "headers": {"X-A": "1"}})
+    check_error(status, hdrs, data, 400, "a header after SIGHUP",
+                r"max_job_headers \(0\)")
+    job = d.submit([a], dir="after")
+    eq(d.wait_job(job["id"])["state"], "done", "one URL after SIGHUP")
+    d.stop()
+
+
+def test_reload_include_not_a_file():
+    """A config whose @include names a directory (libconfig would exit()
+    reading it) is refused on SIGHUP with a clear message; the daemon
+    keeps its configuration and goes on."""
+    d = harness.Daemon(harness.fresh_dir("incl"))
+    before = len(d.log())
+    with open(d.confpath, "a") as f:
+        f.write('@include ""\n')
+    os.kill(d.pid, signal.SIGHUP)
+    harness.wait_for(lambda: "keeping the running configuration"
+                     in d.log()[before:], 5, what="the refused reload")
+    check('@include "": not a regular file' in d.log()[before:],
+          "the reason in the log:\n" + d.log_tail())
+    check(d.alive(), "daemon gone after SIGHUP")
+    job = d.submit([url("/files/a.png")], dir="incl")
+    eq(d.wait_job(job["id"])["state"], "done", "job after the reload")
+    d.stop()
 
 
 def test_queue_limit_503():

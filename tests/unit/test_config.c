@@ -8,6 +8,7 @@
 #include "config.h"
 #include "defs.h"
 #include "log.h"
+#include "request.h"
 
 #include "check.h"
 
@@ -226,6 +227,31 @@ test_valid(void)
 	config_finish(&c);
 }
 
+/* The job limits: defaults, values from a file, and as request limits. */
+static void
+test_limits(void)
+{
+	struct request_limits lim;
+	struct config c;
+
+	config_init(&c);
+	config_request_limits(&c, &lim);
+	CHECK_INT(lim.max_job_items, JOB_MAX_URLS);
+	CHECK_INT(lim.max_url_length, URL_MAX_BYTES);
+	CHECK_INT(lim.max_job_headers, JOB_MAX_HEADERS);
+	CHECK_INT(lim.max_header_bytes, REQUEST_HEADER_MAX_BYTES);
+	config_finish(&c);
+
+	if (load_ok(&c, "data/configs/valid-limits.conf", __LINE__) == 0) {
+		config_request_limits(&c, &lim);
+		CHECK_INT(lim.max_job_items, 1000000);
+		CHECK_INT(lim.max_url_length, 16);
+		CHECK_INT(lim.max_job_headers, 0);
+		CHECK_INT(lim.max_header_bytes, 65536);
+	}
+	config_finish(&c);
+}
+
 /* Loading over loaded values: a second file replaces what it sets. */
 static void
 test_reload(void)
@@ -393,6 +419,7 @@ main(void)
 	test_defaults();
 	test_bundled();
 	test_valid();
+	test_limits();
 	test_reload();
 	test_unreadable();
 	test_addresses();

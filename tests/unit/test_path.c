@@ -291,26 +291,26 @@ test_long_names(void)
 	char url[4096], want[1024], *p, *got, *cause;
 	size_t i;
 
-	/* 300 ASCII bytes and ".png": cut to 241 + ".png" (room for "-N.part"). */
+	/* 300 ASCII bytes and ".png": cut to fit (room for "-N.part"). */
 	p = url + sprintf(url, "http://h/");
 	for (i = 0; i < 300; i++)
 		*p++ = 'a';
 	strcpy(p, ".png");
 	got = expand_ok(url, NULL, "{name}", __LINE__);
-	memset(want, 'a', 241);
-	strcpy(want + 241, ".png");
+	memset(want, 'a', FILE_NAME_MAX_BYTES - 4);
+	strcpy(want + FILE_NAME_MAX_BYTES - 4, ".png");
 	CHECK_STR(got, want);
 	CHECK(got != NULL && strlen(got) == FILE_NAME_MAX_BYTES);
 	free(got);
 
-	/* 150 x "é" (2 bytes) and ".jpg": the cut at 241 would split one. */
+	/* 150 x "é" (2 bytes) and ".jpg": an odd cut would split one. */
 	p = url + sprintf(url, "http://h/");
 	for (i = 0; i < 150; i++)
 		p += sprintf(p, "%%C3%%A9");
 	strcpy(p, ".jpg");
 	got = expand_ok(url, NULL, "{name}", __LINE__);
 	p = want;
-	for (i = 0; i < 120; i++)
+	for (i = 0; i < (FILE_NAME_MAX_BYTES - 4) / 2; i++)
 		p += sprintf(p, "\xc3\xa9");
 	strcpy(p, ".jpg");
 	CHECK_STR(got, want);
@@ -324,7 +324,7 @@ test_long_names(void)
 	*p = '\0';
 	got = expand_ok(url, "image/png", "{name}", __LINE__);
 	p = want + sprintf(want, "x");
-	for (i = 0; i < 80; i++)
+	for (i = 0; i < (FILE_NAME_MAX_BYTES - 5) / 3; i++)
 		p += sprintf(p, "\xe6\x97\xa5");
 	strcpy(p, ".png");
 	CHECK_STR(got, want);

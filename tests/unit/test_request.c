@@ -157,7 +157,9 @@ test_json_limits(void)
 		} else {
 			CHECK(request_parse_json(
 				  &req, body, strlen(body), &cause) == -1);
-			CHECK_STR(cause, "urls: more than 100000 URLs");
+			CHECK_STR(cause,
+			    "urls[100000]: more than "
+			    "max_job_items (100000 URLs)");
 			free(cause);
 			cause = NULL;
 		}
@@ -180,7 +182,9 @@ test_json_limits(void)
 		} else {
 			CHECK(request_parse_json(
 				  &req, body, strlen(body), &cause) == -1);
-			CHECK_STR(cause, "headers: more than 64 headers");
+			CHECK_STR(cause,
+			    "headers: 65 headers, more than "
+			    "max_job_headers (64)");
 			free(cause);
 			cause = NULL;
 		}
@@ -190,16 +194,116 @@ test_json_limits(void)
 	p = body + sprintf(body, "{\"urls\": [\"http://h/");
 	memset(p, 'a', URL_MAX_BYTES);
 	strcpy(p + URL_MAX_BYTES, "\"]}");
-	json_bad(
-	    body, "urls[0]: URL longer than 8192 bytes", __FILE__, __LINE__);
+	json_bad(body, "urls[0]: longer than max_url_length (8192 bytes)",
+	    __FILE__, __LINE__);
 	p = body +
 	    sprintf(body,
 		"{\"urls\": [\"http://h/\"], \"headers\": "
 		"{\"X-A\": \"");
 	memset(p, 'v', REQUEST_HEADER_MAX_BYTES);
 	strcpy(p + REQUEST_HEADER_MAX_BYTES, "\"}}");
-	json_bad(body, "headers: \"X-A\": longer than 8192 bytes", __FILE__,
-	    __LINE__);
+	json_bad(body,
+	    "headers: \"X-A\": longer than max_header_bytes (8192 bytes)",
+	    __FILE__, __LINE__);
+}
+
+/* Undo the escapes of a limits case body: \n, \r, \t and \\. */
+static size_t
+unescape(char *s)
+{
+	char *in, *out;
+
+	for (in = out = s; *in != '\0'; in++) {
+		if (*in != '\\' || in[1] == '\0') {
+			*out++ = *in;
+			continue;
+		}
+		in++;
+		*out++ = *in == 'n' ? '\n'
+		    : *in == 'r'    ? '\r'
+		    : *in == 't'    ? '\t'
+				    : *in;
+	}
+	*out = '\0';
+	return (size_t)(out - s);
+}
+
+/* One case of data/requests/limits.txt; fields are split already. */
+static void
+limits_case(char **field, const char *file, int lineno)
+{
+	struct request_limits lim;
+	struct job_request req;
+	char *cause = NULL;
+	size_t len, n;
+	int rc;
+
+	if (sscanf(field[0], "%zu,%zu,%zu,%zu", &lim.max_job_items,
+		&lim.max_url_length, &lim.max_job_headers,
+		&lim.max_header_bytes) != 4) {
+		check_at(0, file, lineno, "bad limits \"%s\"", field[0]);
+		return;
+	}
+	len = unescape(field[3]);
+	memset(&req, 0xa5, sizeof req);
+	if (strcmp(field[1], "json") == 0)
+		rc = request_parse_json_limits(
+		    &req, field[3], len, &lim, &cause);
+	else if (strcmp(field[1], "urilist") == 0)
+		rc = request_parse_urilist_limits(
+		    &req, field[3], len, NULL, NULL, &lim, &cause);
+	else {
+		check_at(0, file, lineno, "bad form \"%s\"", field[1]);
+		return;
+	}
+	if (sscanf(field[2], "ok %zu", &n) == 1) {
+		check_at(rc == 0 && req.nurls + req.npages == n, file, lineno,
+		    "rc %d, cause \"%s\", want %zu URLs", rc,
+		    cause ? cause : "", n);
+		if (rc == 0)
+			request_finish(&req);
+	} else {
+		check_at(rc == -1 && cause != NULL && same(cause, field[2]),
+		    file, lineno, "rc %d, cause \"%s\", want \"%s\"", rc,
+		    cause ? cause : "(null)", field[2]);
+		check_at(
+		    is_empty(&req), file, lineno, "request not left empty");
+	}
+	free(cause);
+}
+
+/* Run the cases in data/requests/limits.txt. */
+static void
+test_limits_file(void)
+{
+	const char *file = "data/requests/limits.txt";
+	char line[8192], *field[4], *p;
+	int lineno = 0, cases = 0, i;
+	FILE *f;
+
+	if ((f = fopen(file, "r")) == NULL) {
+		check_at(0, __FILE__, __LINE__, "cannot open %s", file);
+		return;
+	}
+	while (fgets(line, sizeof line, f) != NULL) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '\0' || line[0] == '#')
+			continue;
+		p = line;
+		for (i = 0; i < 4 && p != NULL; i++)
+			field[i] = strsep(&p, "\t");
+		if (i < 4 || p != NULL) {
+			check_at(
+			    0, file, lineno, "want 4 tab-separated fields");
+			continue;
+		}
+		limits_case(field, file, lineno);
+		cases++;
+	}
+	fclose(f);
+	check_at(
+	    cases > 20, __FILE__, __LINE__, "only %d cases in %s", cases, file);
 }
 
 /* Network options: parsed, defaulted, and checked against the caps. */
@@ -541,6 +645,7 @@ main(void)
 	test_json_valid();
 	test_json_limits();
 	test_json_network();
+	test_limits_file();
 	test_check_url();
 	test_check_header();
 	test_urilist_files();
