@@ -255,8 +255,10 @@ id_parse(const char *s)
 	return id;
 }
 
-/* Take add's operands and -f files as its URLs: 0, -1 after a usage
- * error, -2 after another (reported). */
+/*
+ * Take the operands and -f files of add (its URLs) or scrape (its pages):
+ * 0, -1 after a usage error, -2 after another (reported).
+ */
 static int
 args_add(struct options *o, const char *cmd, int argc, char **argv)
 {
@@ -269,26 +271,8 @@ args_add(struct options *o, const char *cmd, int argc, char **argv)
 			return -2;
 	}
 	if (o->add.urls.n == 0) {
-		warnx("add: no URLs given");
-		return -1;
-	}
-	return 0;
-}
-
-/* Take scrape's operands and -f files as its pages; as args_add does. */
-static int
-args_scrape(struct options *o, const char *cmd, int argc, char **argv)
-{
-	size_t i;
-
-	for (i = 0; i < (size_t)argc; i++)
-		strings_add(&o->add.urls, argv[i]);
-	for (i = 0; i < o->files.n; i++) {
-		if (add_read(&o->add.urls, o->files.v[i]) != 0)
-			return -2;
-	}
-	if (o->add.urls.n == 0) {
-		warnx("scrape: no pages given");
+		warnx("%s: no %s given", cmd,
+		    strcmp(cmd, "scrape") == 0 ? "pages" : "URLs");
 		return -1;
 	}
 	return 0;
@@ -379,7 +363,7 @@ run_wait(struct cmd_ctx *ctx, struct options *o)
 
 static const struct command commands[] = {
 	{ "add", OPT_ADD, args_add, run_add },
-	{ "scrape", OPT_ADD | OPT_SCRAPE, args_scrape, run_scrape },
+	{ "scrape", OPT_ADD | OPT_SCRAPE, args_add, run_scrape },
 	{ "status", 0, args_optional_id, run_status },
 	{ "ls", OPT_LS, args_none, run_ls },
 	{ "cancel", 0, args_id, run_cancel },

@@ -449,6 +449,19 @@ item_set_state(struct item *it, enum item_state st)
 	j->jobs->count[st]++;
 }
 
+/* Add what the cache and dedup made of the item to a JSON object. */
+static void
+item_outcome_json(struct item *it, json_t *o)
+{
+	if (it->unchanged)
+		json_object_set_new(o, "unchanged", json_true());
+	if (it->duplicate_of != NULL)
+		json_object_set_new(
+		    o, "duplicate_of", json_string(it->duplicate_of));
+	if (it->sha256 != NULL)
+		json_object_set_new(o, "sha256", json_string(it->sha256));
+}
+
 /* The item as JSON. */
 static json_t *
 item_json(struct item *it)
@@ -491,13 +504,7 @@ item_json(struct item *it)
 	if (it->from > 0 && it->from <= it->job->nitems)
 		json_object_set_new(
 		    o, "page", json_string(it->job->items[it->from - 1]->url));
-	if (it->unchanged)
-		json_object_set_new(o, "unchanged", json_true());
-	if (it->duplicate_of != NULL)
-		json_object_set_new(
-		    o, "duplicate_of", json_string(it->duplicate_of));
-	if (it->sha256 != NULL)
-		json_object_set_new(o, "sha256", json_string(it->sha256));
+	item_outcome_json(it, o);
 	return o;
 }
 
@@ -786,13 +793,7 @@ item_extra(struct item *it)
 	if (it->images > 0)
 		json_object_set_new(
 		    o, "images", json_integer((json_int_t)it->images));
-	if (it->unchanged)
-		json_object_set_new(o, "unchanged", json_true());
-	if (it->duplicate_of != NULL)
-		json_object_set_new(
-		    o, "duplicate_of", json_string(it->duplicate_of));
-	if (it->sha256 != NULL)
-		json_object_set_new(o, "sha256", json_string(it->sha256));
+	item_outcome_json(it, o);
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;

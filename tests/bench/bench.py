@@ -50,7 +50,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 # The integration tests' HTTP-over-AF_UNIX client and config writer.
 sys.path.insert(0, os.path.join(ROOT, "tests", "itest"))
 from harness import (UnixHTTPConnection, unix_accepting,  # noqa: E402
-                     _conf_value as conf_value)
+                     _conf_value as conf_value, find_nginx, free_port)
 EXIT_SKIP = 77
 MIB = 1024 * 1024
 
@@ -70,24 +70,6 @@ def built(var, rel):
     """Path of a built file: $var, else build-bench/rel under the root."""
     path = os.environ.get(var) or os.path.join(ROOT, "build-bench", rel)
     return os.path.abspath(path)
-
-
-def find_nginx():
-    """The nginx binary (Debian puts it in /usr/sbin), or None."""
-    path = shutil.which("nginx")
-    if path is None and os.access("/usr/sbin/nginx", os.X_OK):
-        path = "/usr/sbin/nginx"
-    return path
-
-
-def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-    finally:
-        s.close()
 
 
 def wait_port(port, proc, timeout=10):

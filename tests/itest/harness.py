@@ -297,7 +297,35 @@ def _tail(path, n=25):
     return "\n".join(lines[-n:])
 
 
-class Origin:
+class _Server:
+    """A server process a test started: killed at the end of the run."""
+
+    proc = None
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self in _live:
+            _live.remove(self)
+
+    def _signal_stop(self, sig, timeout=10):
+        """Send sig and wait; False if it had to be killed instead."""
+        if self in _live:
+            _live.remove(self)
+        if self.proc.poll() is not None:
+            return True
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return False
+
+
+class Origin(_Server):
     """The test origin server ($ORIGIN) on 127.0.0.1, serving root."""
 
     def __init__(self, root, port=0):
@@ -359,25 +387,10 @@ class Origin:
         eq(status, 200, "origin /stats/reset status")
         return json.loads(body)
 
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self in _live:
-            _live.remove(self)
-
     def stop(self):
         """SIGTERM; the origin must exit 0."""
-        if self in _live:
-            _live.remove(self)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise AssertionError("origin ignored SIGTERM")
+        if not self._signal_stop(signal.SIGTERM):
+            raise AssertionError("origin ignored SIGTERM")
         self.proc.stdout.close()
         self.logf.close()
         eq(self.proc.returncode, 0, "origin exit status")
@@ -438,7 +451,7 @@ http {{
 """
 
 
-class Nginx:
+class Nginx(_Server):
     """Debian's nginx on 127.0.0.1 serving www, with a config of its own.
 
     Nginx(www, tls=None, http2=False, extra="") raises Skip when nginx is not
@@ -548,24 +561,9 @@ class Nginx:
             with open(path, "r+") as f:
                 f.truncate(0)
 
-    def kill(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self in _live:
-            _live.remove(self)
-
     def stop(self):
         """SIGQUIT, nginx's graceful stop."""
-        if self in _live:
-            _live.remove(self)
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self._signal_stop(signal.SIGQUIT)
 
 
 def corpus_origin(small=0):
