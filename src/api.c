@@ -82,7 +82,6 @@ struct api_conn {
 	struct evhttp_connection *evcon;
 	int known; /* SO_PEERCRED answered: uid is the peer's */
 	uid_t uid;
-	char *user; /* the uid's name, or NULL */
 	struct api_stream *stream;
 	struct api_submit *submit;
 	struct api_qcall *qcall;
@@ -116,6 +115,10 @@ struct api {
 	char *path;
 	int fd;
 	int activated; /* the socket came from the service manager */
+	/* The last uid named by NSS, so a client's jobs cost one lookup. */
+	int named;
+	uid_t named_uid;
+	char *named_user; /* NULL if that uid has no name */
 };
 
 /* Seconds accepting pauses when the daemon is out of file descriptors. */
@@ -179,6 +182,7 @@ api_reply(struct evhttp_request *req, int code, json_t *obj)
 }
 
 /* Send {"error": "..."} with a status code. */
+static const char *api_conn_user(struct api_conn *);
 static void api_error(struct evhttp_request *req, int code, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
 static void
@@ -511,7 +515,7 @@ api_post_jobs(struct api_conn *conn, struct evhttp_request *req)
 	sub = xcalloc(1, sizeof *sub);
 	sub->minimal = api_prefers_minimal(req);
 	owner.uid = (unsigned long)conn->uid;
-	owner.user = conn->user;
+	owner.user = conn->known ? api_conn_user(conn) : NULL;
 	if ((j = jobs_submit(api->jobs, &jr, conn->known ? &owner : NULL,
 		 &status, &cause, api_submit_cb, sub)) == NULL) {
 		free(sub);
@@ -758,7 +762,6 @@ api_conn_closecb(struct evhttp_connection *evcon, void *arg)
 		conn->submit->req = NULL;
 	}
 	TAILQ_REMOVE(&api->conns, conn, entry);
-	free(conn->user);
 	free(conn);
 	/* evhttp frees the bufferevent after this returns: sweep then. */
 	event_active(api->sweep_ev, 0, 0);
@@ -823,19 +826,42 @@ api_bev_cb(struct event_base *base, void *arg)
 }
 
 /*
- * Who is at the other end of a new connection: its uid from SO_PEERCRED
- * and that uid's name (getpwuid_r may ask NSS, once per connection).
+ * The name of the connection's uid, for the owner of a job it submits.
+ * getpwuid_r may ask NSS (a directory server), so it runs only here, when
+ * a job is submitted, and the last uid's answer is kept.
  */
+static const char *
+api_conn_user(struct api_conn *conn)
+{
+	struct api *api = conn->api;
+	struct passwd pw, *found = NULL;
+	long size;
+	char *buf;
+
+	if (api->named && api->named_uid == conn->uid)
+		return api->named_user;
+	free(api->named_user);
+	api->named_user = NULL;
+	if ((size = sysconf(_SC_GETPW_R_SIZE_MAX)) <= 0)
+		size = 16384;
+	buf = xmalloc((size_t)size);
+	if (getpwuid_r(conn->uid, &pw, buf, (size_t)size, &found) == 0 &&
+	    found != NULL)
+		api->named_user = xstrdup(pw.pw_name);
+	free(buf);
+	api->named = 1;
+	api->named_uid = conn->uid;
+	return api->named_user;
+}
+
+/* Who is at the other end of a new connection: its uid from SO_PEERCRED. */
 static void
 api_conn_identify(struct api_conn *conn)
 {
 	struct bufferevent *bev;
-	struct passwd pw, *found = NULL;
 	struct ucred cred;
 	socklen_t len = sizeof cred;
 	evutil_socket_t fd;
-	long size;
-	char *buf;
 
 	bev = evhttp_connection_get_bufferevent(conn->evcon);
 	fd = bev != NULL ? bufferevent_getfd(bev) : -1;
@@ -846,16 +872,8 @@ api_conn_identify(struct api_conn *conn)
 	}
 	conn->known = 1;
 	conn->uid = cred.uid;
-	if ((size = sysconf(_SC_GETPW_R_SIZE_MAX)) <= 0)
-		size = 16384;
-	buf = xmalloc((size_t)size);
-	if (getpwuid_r(cred.uid, &pw, buf, (size_t)size, &found) == 0 &&
-	    found != NULL)
-		conn->user = xstrdup(pw.pw_name);
-	free(buf);
-	log_debug("api: connection from pid %ld, uid %lu (%s)", (long)cred.pid,
-	    (unsigned long)cred.uid,
-	    conn->user != NULL ? conn->user : "no name");
+	log_debug("api: connection from pid %ld, uid %lu", (long)cred.pid,
+	    (unsigned long)cred.uid);
 }
 
 /* The tracked connection a request came on, tracking it if new. */
@@ -1164,6 +1182,7 @@ api_destroy(struct api *api)
 	if (api == NULL)
 		return;
 	api_close(api);
+	free(api->named_user);
 	/* Closes every connection; api_conn_closecb frees its state. */
 	evhttp_free(api->http);
 	api_sweep(api);
