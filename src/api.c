@@ -181,8 +181,9 @@ api_reply(struct evhttp_request *req, int code, json_t *obj)
 	evbuffer_free(buf);
 }
 
-/* Send {"error": "..."} with a status code. */
 static const char *api_conn_user(struct api_conn *);
+
+/* Send {"error": "..."} with a status code. */
 static void api_error(struct evhttp_request *req, int code, const char *fmt,
     ...) __attribute__((format(printf, 3, 4)));
 static void
