@@ -145,9 +145,15 @@ def wait_results(redis, n, timeout, what):
     return redis.results()
 
 
+def entries_of(dl, sub):
+    d = os.path.join(dl, sub)
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
 def files_of(dl, sub):
-    return sorted(os.listdir(os.path.join(dl, sub))) \
-        if os.path.isdir(os.path.join(dl, sub)) else []
+    """Final names only: a .part may be renamed away between the listing
+    and a later stat."""
+    return [n for n in entries_of(dl, sub) if not n.endswith(".part")]
 
 
 def setup():
@@ -195,7 +201,7 @@ def test_three_nodes_share_thirty_jobs():
         by_node[r["node"]] = by_node.get(r["node"], 0) + 1
     eq(sorted(by_node), ["n0", "n1", "n2"], "nodes that ran jobs")
     # Every image on disk, each fetched once.
-    names = files_of(dl, "three")
+    names = entries_of(dl, "three")
     eq(len(names), 3000, "files")
     for k in range(3000):
         with open(os.path.join(dl, "three", "%d.png" % k), "rb") as f:
@@ -269,6 +275,8 @@ def test_a_killed_node_s_entries_are_claimed():
     check("claimed from a stopped node" in b.log(), "b says it claimed")
     names = files_of(dl, "kill")
     eq(len(names), 80, "files (no numbered copies)")
+    eq([n for n in entries_of(dl, "kill") if n.endswith(".part")], [],
+       "no .part left behind")
     for n, ino in before.items():
         eq(os.stat(os.path.join(dl, "kill", n)).st_ino, ino,
            "%s kept, not replaced" % n)
@@ -314,7 +322,7 @@ def test_redis_killed_and_restarted():
     results = wait_results(redis, 10, 120, "10 results, nothing pending")
     eq(sorted(r["queue_id"] for r in results), sorted(ids),
        "one result per entry")
-    eq(len(files_of(dl, "rkill")), 200, "files")
+    eq(len(entries_of(dl, "rkill")), 200, "files")
     for d in nodes:
         log = d.log()
         eq(log.count("local jobs go on, reconnecting"), 1,
@@ -380,7 +388,7 @@ def test_client_shared():
     results = wait_results(redis, 1, 30, "the shared job's result")
     eq(results[0]["queue_id"], m.group(1), "the result's entry")
     eq(results[0]["job"]["state"], "done", "the job's state")
-    eq(files_of(dl, "cs"), sorted(os.path.basename(n) for n in names),
+    eq(entries_of(dl, "cs"), sorted(os.path.basename(n) for n in names),
        "files")
     p = subprocess.run(argv + ["--wait", ngx.url("/" + names[0])],
                        capture_output=True, text=True, timeout=30)
