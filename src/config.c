@@ -184,6 +184,8 @@ static const struct config_key config_keys[] = {
 	    CONFIG_FIELD(queue_low_water, CONFIG_INT) },
 	{ "claim_idle", CONFIG_INTEGER, 1, 86400,
 	    CONFIG_FIELD(claim_idle, CONFIG_LONG) },
+	{ "queue_timeout", CONFIG_INTEGER, 1, 3600,
+	    CONFIG_FIELD(queue_timeout, CONFIG_LONG) },
 	{ "metrics_listen", CONFIG_LISTEN, 1, 300,
 	    CONFIG_FIELD(metrics_listen, CONFIG_OTHER) },
 	{ "private_jobs", CONFIG_BOOLEAN, 0, 1,
@@ -305,6 +307,7 @@ config_init(struct config *cfg)
 	cfg->queue_batch = QUEUE_BATCH_DEFAULT;
 	cfg->queue_low_water = QUEUE_LOW_WATER_DEFAULT;
 	cfg->claim_idle = QUEUE_CLAIM_IDLE_DEFAULT;
+	cfg->queue_timeout = QUEUE_TIMEOUT_DEFAULT;
 	cfg->metrics_listen = NULL;
 	cfg->private_jobs = 0;
 	cfg->deny_networks = NULL;

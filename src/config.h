@@ -63,6 +63,7 @@ struct config {
 	int queue_batch; /* queue_batch: entries per XREADGROUP */
 	int queue_low_water; /* queue_low_water: read below these items */
 	long claim_idle; /* claim_idle: seconds before a claim */
+	long queue_timeout; /* queue_timeout: seconds to connect or answer */
 	char *metrics_listen; /* metrics_listen: "HOST:PORT", or NULL */
 	int private_jobs; /* private_jobs: bool, others' jobs hidden */
 	char **deny_networks; /* deny_networks: CIDR strings */

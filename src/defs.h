@@ -126,6 +126,9 @@
 /* Reconnect backoff: first and longest wait, in milliseconds. */
 #define QUEUE_BACKOFF_MIN_MS 100
 #define QUEUE_BACKOFF_MAX_MS 5000
+/* Seconds Redis may take to connect or answer, and how often it is checked. */
+#define QUEUE_TIMEOUT_DEFAULT 10
+#define QUEUE_WATCH_MS 250
 /* Own pending entries read per XREADGROUP ... 0 after a (re)connect. */
 #define QUEUE_RECOVER_COUNT 1000
 

@@ -269,6 +269,10 @@ metrics_queue(struct metrics *m, struct evbuffer *b)
 	    "Stream entries whose job ended and was acknowledged.", st.acked);
 	metrics_one(b, "imgfetchd_queue_connects_total", "counter",
 	    "Successful connections to the queue's Redis.", st.connects);
+	metrics_one(b, "imgfetchd_queue_timeouts_total", "counter",
+	    "Connections to the queue's Redis dropped for want of an answer "
+	    "within queue_timeout.",
+	    st.timeouts);
 }
 
 /* Append the whole exposition. */

@@ -18,7 +18,12 @@
  * loop through its libevent adapter, and nothing blocks (no BLOCK reads;
  * an idle node polls every QUEUE_POLL_MS). When the connection fails the
  * daemon goes on with its local jobs, says so once, and reconnects with
- * a doubling backoff. After every (re)connect it reads its own pending
+ * a doubling backoff. hiredis's async API has no reply timeout, so a
+ * watchdog does it: a connection that is not made, or that leaves a
+ * command unanswered, for queue_timeout seconds (a stopped or wedged
+ * server, a dead network path) is dropped and made again; the commands
+ * on it get no reply, as when the connection breaks. After every
+ * (re)connect it reads its own pending
  * entries (XREADGROUP ... 0): those whose jobs are here (restored from the
  * store after a restart too) are followed, ended ones acknowledged, and
  * unknown ones run again; nothing pending is lost. Everything here runs
@@ -104,6 +109,10 @@ struct queue {
 	enum queue_state state;
 	struct event *retry_ev;
 	struct event *tick_ev;
+	struct event *watch_ev;
+	size_t inflight; /* commands sent, not yet answered */
+	struct timeval waiting_since; /* connect, or the last reply */
+	int dropping; /* the watchdog is freeing the connection */
 	long backoff_ms;
 	int down_logged; /* the connection's loss has been said */
 	int reading; /* an XREADGROUP > is on its way */
@@ -118,6 +127,13 @@ struct queue {
 	struct qentry_list entries;
 	size_t nentries;
 	struct queue_stats stats;
+};
+
+/* A command on its way: its reply passes queue_answer_cb first. */
+struct qcmd {
+	struct queue *q;
+	redisCallbackFn *fn;
+	void *arg;
 };
 
 /* An API request waiting for Redis. */
@@ -183,7 +199,46 @@ queue_reply_error(struct queue *q, redisReply *r, const char *what)
 	return 1;
 }
 
-/* Send a command; -1 if hiredis refused it (the connection is going). */
+/* Every reply (NULL when the connection went) is progress, then its own. */
+static void
+queue_answer_cb(redisAsyncContext *ac, void *reply, void *arg)
+{
+	struct qcmd *c = arg;
+	struct queue *q = c->q;
+
+	q->inflight--;
+	if (reply != NULL)
+		event_base_gettimeofday_cached(q->base, &q->waiting_since);
+	c->fn(ac, reply, c->arg);
+	free(c);
+}
+
+/* Send a command with lengths; -1 if hiredis refused it (going). */
+static int
+queue_send(struct queue *q, redisCallbackFn *fn, void *arg, int argc,
+    const char **argv, const size_t *len)
+{
+	struct qcmd *c;
+
+	if (q->ac == NULL)
+		return -1;
+	c = xmalloc(sizeof *c);
+	c->q = q;
+	c->fn = fn;
+	c->arg = arg;
+	if (redisAsyncCommandArgv(q->ac, queue_answer_cb, c, argc, argv, len) !=
+	    REDIS_OK) {
+		log_warnx("queue: %s could not be sent", argv[0]);
+		free(c);
+		return -1;
+	}
+	/* The watchdog times the oldest wait, from the last reply. */
+	if (q->inflight++ == 0)
+		event_base_gettimeofday_cached(q->base, &q->waiting_since);
+	return 0;
+}
+
+/* Send a command of strings; -1 if hiredis refused it. */
 static int
 queue_command(struct queue *q, redisCallbackFn *fn, void *arg, int argc,
     const char **argv)
@@ -191,16 +246,11 @@ queue_command(struct queue *q, redisCallbackFn *fn, void *arg, int argc,
 	size_t len[64];
 	int i;
 
-	if (q->ac == NULL || argc > (int)(sizeof len / sizeof len[0]))
+	if (argc > (int)(sizeof len / sizeof len[0]))
 		return -1;
 	for (i = 0; i < argc; i++)
 		len[i] = strlen(argv[i]);
-	if (redisAsyncCommandArgv(q->ac, fn, arg, argc, argv, len) !=
-	    REDIS_OK) {
-		log_warnx("queue: %s could not be sent", argv[0]);
-		return -1;
-	}
-	return 0;
+	return queue_send(q, fn, arg, argc, argv, len);
 }
 
 /* The acknowledgement of an ended entry's job was answered. */
@@ -245,8 +295,7 @@ queue_ack(struct queue *q, struct qentry *e)
 	for (i = 0; i < 9; i++)
 		len[i] = strlen(argv[i]);
 	id = xstrdup(e->id);
-	if (redisAsyncCommandArgv(q->ac, queue_ack_cb, id, 9, argv, len) !=
-	    REDIS_OK) {
+	if (queue_send(q, queue_ack_cb, id, 9, argv, len) == -1) {
 		free(id);
 		return;
 	}
@@ -531,8 +580,7 @@ queue_refresh(struct queue *q)
 		argv[argc++] = e->id;
 	for (i = 0; i < (size_t)argc; i++)
 		len[i] = strlen(argv[i]);
-	if (redisAsyncCommandArgv(
-		q->ac, queue_refresh_cb, NULL, argc, argv, len) == REDIS_OK)
+	if (queue_send(q, queue_refresh_cb, NULL, argc, argv, len) == 0)
 		q->refreshing = 1;
 	free(argv);
 	free(len);
@@ -714,6 +762,7 @@ queue_schedule(struct queue *q)
 	q->ac = NULL;
 	q->state = QUEUE_DOWN;
 	q->stats.connected = 0;
+	q->inflight = 0;
 	q->reading = q->claiming = q->refreshing = 0;
 	event_del(q->tick_ev);
 	if (q->destroying)
@@ -757,7 +806,7 @@ queue_disconnect_cb(const redisAsyncContext *ac, int status)
 {
 	struct queue *q = ac->data;
 
-	if (!q->destroying)
+	if (!q->destroying && !q->dropping)
 		queue_say_down(q, ac->err != 0 ? ac->errstr : "disconnected");
 	queue_schedule(q);
 }
@@ -791,6 +840,39 @@ queue_connect(struct queue *q)
 	redisAsyncSetDisconnectCallback(ac, queue_disconnect_cb);
 	q->ac = ac;
 	q->state = QUEUE_CONNECTING;
+	q->inflight = 0;
+	event_base_gettimeofday_cached(q->base, &q->waiting_since);
+}
+
+/*
+ * The watchdog: drop a connection not made, or a command not answered,
+ * within queue_timeout; the reconnect follows as for a broken one.
+ */
+static void
+queue_watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	redisAsyncContext *ac = q->ac;
+	struct timeval now;
+	char why[64];
+
+	if (ac == NULL || (q->state != QUEUE_CONNECTING && q->inflight == 0))
+		return;
+	event_base_gettimeofday_cached(q->base, &now);
+	if (queue_ms_between(&q->waiting_since, &now) <
+	    (long long)q->cfg->queue_timeout * 1000)
+		return;
+	snprintf(why, sizeof why, "%s in %ld s",
+	    q->state == QUEUE_CONNECTING ? "no connection" : "no reply",
+	    q->cfg->queue_timeout);
+	queue_say_down(q, why);
+	q->stats.timeouts++;
+	/* Replies come NULL; a made connection also calls the disconnect. */
+	q->dropping = 1;
+	redisAsyncFree(ac);
+	q->dropping = 0;
+	if (q->ac == ac)
+		queue_schedule(q);
 }
 
 /* The reconnect timer. */
@@ -805,6 +887,7 @@ struct queue *
 queue_create(
     struct event_base *base, struct jobs *jobs, const struct config *cfg)
 {
+	struct timeval watch_tv = { 0, QUEUE_WATCH_MS * 1000 };
 	struct queue *q;
 	char *cause = NULL;
 
@@ -824,8 +907,10 @@ queue_create(
 	q->backoff_ms = QUEUE_BACKOFF_MIN_MS;
 	q->retry_ev = evtimer_new(base, queue_retry_cb, q);
 	q->tick_ev = event_new(base, -1, EV_PERSIST, queue_tick_cb, q);
-	if (q->retry_ev == NULL || q->tick_ev == NULL)
+	q->watch_ev = event_new(base, -1, EV_PERSIST, queue_watch_cb, q);
+	if (q->retry_ev == NULL || q->tick_ev == NULL || q->watch_ev == NULL)
 		fatalx("%s: event_new failed", __func__);
+	event_add(q->watch_ev, &watch_tv);
 	jobs_set_end_hook(jobs, queue_job_end, q);
 	queue_connect(q);
 	return q;
@@ -856,6 +941,7 @@ queue_destroy(struct queue *q)
 		queue_remove(q, e);
 	event_free(q->retry_ev);
 	event_free(q->tick_ev);
+	event_free(q->watch_ev);
 	config_redis_finish(&q->addr);
 	free(q->where);
 	free(q);
@@ -935,7 +1021,9 @@ queue_enqueue_cb(redisAsyncContext *ac, void *reply, void *arg)
 	if (r == NULL) {
 		c->status = 503;
 		json_object_set_new(c->obj, "error",
-		    json_string("the queue's Redis went away; try again"));
+		    json_string("the queue's Redis went away before "
+				"answering: the job may or may not be on the "
+				"stream"));
 	} else if (r->type != REDIS_REPLY_STRING) {
 		c->status = 500;
 		json_object_set_new(c->obj, "error",
@@ -995,7 +1083,8 @@ queue_info_cb(redisAsyncContext *ac, void *reply, void *arg)
 			c->status = r == NULL ? 503 : 500;
 			json_object_set_new(c->obj, "error",
 			    json_string(r == NULL
-				    ? "the queue's Redis went away"
+				    ? "the queue's Redis went away before "
+				      "answering"
 				    : r->str));
 		}
 	} else if (r->type == REDIS_REPLY_INTEGER)

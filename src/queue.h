@@ -42,6 +42,7 @@ struct queue_stats {
 	unsigned long long claimed; /* entries taken from dead nodes */
 	unsigned long long acked; /* jobs ended and acknowledged */
 	unsigned long long connects; /* successful (re)connections */
+	unsigned long long timeouts; /* dropped by the watchdog */
 };
 void queue_stats(struct queue *, struct queue_stats *);
 const char *queue_node(struct queue *);

@@ -927,7 +927,8 @@ def sanitizer_report(daemons):
 
 
 def run(module_globals, default_timeout=120):
-    """Run the module's test_* functions in definition order.
+    """Run the module's test_* functions in definition order (only those
+    named on the command line, if any).
 
     setup() and teardown() are called first and last when the module has
     them. Each test prints "ok NAME", "skip NAME: why" or "FAIL NAME: why"
@@ -936,6 +937,11 @@ def run(module_globals, default_timeout=120):
     """
     tests = [(n, f) for n, f in module_globals.items()
              if n.startswith("test_") and callable(f)]
+    unknown = set(sys.argv[1:]) - {n for n, _f in tests}
+    if unknown:
+        sys.exit("no such test: %s" % ", ".join(sorted(unknown)))
+    if sys.argv[1:]:
+        tests = [(n, f) for n, f in tests if n in sys.argv[1:]]
     passed = failed = skipped = 0
     signal.signal(signal.SIGALRM, _on_alarm)
     setup_error = None

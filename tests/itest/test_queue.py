@@ -334,6 +334,57 @@ def test_redis_killed_and_restarted():
 
 
 @harness.timeout(120)
+def test_redis_stopped_is_timed_out():
+    """A Redis that takes connections but never answers (SIGSTOP): the
+    node drops the connection after queue_timeout and says so once, an
+    API request waiting on it gets 503 instead of hanging, local jobs go
+    on, and after SIGCONT the node is back and runs shared jobs."""
+    if ngx is None:
+        raise harness.Skip("nginx is not installed")
+    redis = Redis()
+    tmp = harness.fresh_dir("stopped")
+    dl = os.path.join(tmp, "dl")
+    d = node(tmp, "s", redis, dl, queue_timeout=1)
+    harness.wait_for(lambda: "connected to" in d.log(), 10,
+                     what="the node to connect")
+    os.kill(redis.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        status, _h, data = d.api("GET", "/v1/queue", timeout=30)
+        waited = time.monotonic() - t0
+        eq(status, 503, "GET /v1/queue while Redis is stopped (%r)"
+           % (data,))
+        check(waited < 15, "answered after %.1f s, not held" % waited)
+        harness.wait_for(lambda: "no reply in 1 s" in d.log(), 10,
+                         what="the watchdog's message")
+        local = d.submit([ngx.url("/a.png"), ngx.url("/b.png")],
+                         dir="local")
+        eq(d.wait_job(local["id"])["state"], "done",
+           "a local job while Redis is stopped")
+        status, _h, data = d.api("GET", "/v1/metrics")
+        check(sample(data, "imgfetchd_queue_timeouts_total") >= 1,
+              "timeouts counted")
+        eq(sample(data, "imgfetchd_queue_connected"), 0, "not connected")
+        # Reconnects to a stopped server are made by its kernel, then
+        # timed out in turn: still said once.
+        time.sleep(2.5)
+        eq(d.log().count("local jobs go on, reconnecting"), 1,
+           "the loss said once")
+    finally:
+        os.kill(redis.proc.pid, signal.SIGCONT)
+    harness.wait_for(lambda: "connected again to" in d.log(), 30,
+                     what="the node to reconnect")
+    qid = shared(d, {"urls": [ngx.url("/sub/c.png")], "dir": "back",
+                     "name": "{name}"})
+    harness.wait_for(
+        lambda: any(r["queue_id"] == qid for r in redis.results()), 30,
+        interval=0.2, what="the result of a job added after SIGCONT")
+    eq(entries_of(dl, "back"), ["c.png"], "its file")
+    d.stop()
+    redis.kill()
+
+
+@harness.timeout(120)
 def test_shared_requests_checked():
     """"shared" is a boolean; the job is checked before it goes to the
     stream; a daemon without a queue says so."""
