@@ -1,7 +1,7 @@
 /*
  * The client's commands, one file each or per group: cmd-add.c (submit a
- * job: add and scrape), cmd-status.c (status and ls), cmd-cancel.c; wait
- * is watch_run. Each returns the exit status (imgfetch.h).
+ * job: add and scrape), cmd-status.c (status and ls), cmd-cancel.c,
+ * cmd-queue.c; wait is watch_run. Each returns the exit status (imgfetch.h).
  */
 #ifndef CMD_H
 #define CMD_H
@@ -44,5 +44,6 @@ int cmd_scrape(struct cmd_ctx *, struct add_opts *);
 int cmd_status(struct cmd_ctx *, long long);
 int cmd_ls(struct cmd_ctx *, const char *);
 int cmd_cancel(struct cmd_ctx *, long long);
+int cmd_queue(struct cmd_ctx *);
 
 #endif

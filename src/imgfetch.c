@@ -90,7 +90,8 @@ usage(FILE *f)
 	    "       imgfetch status [ID]\n"
 	    "       imgfetch ls [--state STATE]\n"
 	    "       imgfetch cancel ID\n"
-	    "       imgfetch wait ID\n");
+	    "       imgfetch wait ID\n"
+	    "       imgfetch queue\n");
 }
 
 /* Print the help text. */
@@ -107,6 +108,8 @@ help(void)
 	    "  ls        list jobs, newest first\n"
 	    "  cancel    cancel a job\n"
 	    "  wait      follow a job until it ends, showing progress\n"
+	    "  queue     show the daemons' shared queue: entries, pending,\n"
+	    "            consumers\n"
 	    "\n"
 	    "Options:\n"
 	    "  -s, --socket PATH     the daemon's socket (else\n"
@@ -354,6 +357,14 @@ run_cancel(struct cmd_ctx *ctx, struct options *o)
 	return cmd_cancel(ctx, o->id);
 }
 
+/* Run queue. */
+static int
+run_queue(struct cmd_ctx *ctx, struct options *o)
+{
+	(void)o;
+	return cmd_queue(ctx);
+}
+
 /* Run wait. */
 static int
 run_wait(struct cmd_ctx *ctx, struct options *o)
@@ -368,6 +379,7 @@ static const struct command commands[] = {
 	{ "ls", OPT_LS, args_none, run_ls },
 	{ "cancel", 0, args_id, run_cancel },
 	{ "wait", 0, args_id, run_wait },
+	{ "queue", 0, args_none, run_queue },
 };
 
 /* The command called name, or NULL. */

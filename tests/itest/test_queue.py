@@ -396,6 +396,11 @@ def test_shared_requests_checked():
     check("no queue" in data["error"], data["error"])
     status, _h, data = d.api("GET", "/v1/queue")
     eq(status, 404, "GET /v1/queue without a queue")
+    p = subprocess.run([harness.binary("IMGFETCH"), "--socket", d.sock,
+                        "queue"], capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 2, "imgfetch queue without a queue")
+    eq(p.stderr, "imgfetch: 404: no queue: set queue in the configuration\n",
+       "its message")
     d.stop()
     redis = Redis()
     q = node(harness.fresh_dir("checked"), "c", redis,
@@ -446,6 +451,25 @@ def test_client_shared():
     eq(p.returncode, 2, "--shared --wait")
     check("--wait" in p.stderr, "message %r" % p.stderr)
     eq(redis.cmd("XLEN", "imgfetch:jobs"), 1, "nothing more on the stream")
+    # imgfetch queue: the stream as the node sees it, as text and JSON.
+    base = [harness.binary("IMGFETCH"), "--socket", q.sock]
+    p = subprocess.run(base + ["queue"], capture_output=True, text=True,
+                       timeout=30)
+    eq(p.returncode, 0, "queue exit status (stderr %r)" % p.stderr)
+    lines = p.stdout.splitlines()
+    eq(lines[:2], ["stream imgfetch:jobs, group imgfetchd: 1 entry, "
+                   "0 pending", "this node: cs, running 0"],
+       "queue output %r" % p.stdout)
+    check(len(lines) == 3 and re.fullmatch(
+        r"  cs +0 pending, idle \d+s", lines[2]) is not None,
+        "the consumer line in %r" % p.stdout)
+    p = subprocess.run(base + ["--json", "queue"], capture_output=True,
+                       text=True, timeout=30)
+    eq(p.returncode, 0, "queue --json exit status")
+    data = json.loads(p.stdout)
+    eq((data["length"], data["pending"], data["node"]), (1, 0, "cs"),
+       "queue --json")
+    eq([c["name"] for c in data["consumers"]], ["cs"], "consumers")
     q.stop()
     redis.kill()
 
