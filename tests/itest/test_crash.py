@@ -471,7 +471,13 @@ def test_kill9_while_named_files_are_written():
                                       if p.endswith(".part")]) == 4,
                          10, what="four .part files")
         # The bodies are in, their writes sleep: the names get recorded.
-        time.sleep(1.0)
+        # Wait for the store to hold all four as committing (the writes
+        # sleep 4 s, so the .part files are still empty then).
+        harness.wait_for(
+            lambda: [v[0] for v in db_items(d.settings["state_dir"],
+                                            job["id"]).values()]
+            == [COMMITTING] * 4, 3, interval=0.05,
+            what="the four names recorded in the store")
         eq(check_disk(dl, want, "at the kill"),
            {p + ".part" for p in want}, ".part files at the kill")
         for p in want:

@@ -519,7 +519,9 @@ def test_slow_clients_do_not_block_others():
         worst = max(worst, time.monotonic() - t0)
         eq(status, 200, "GET /v1/status beside stalled clients")
         time.sleep(0.1)
-    check(worst < 0.5, "GET /v1/status took %.2f s beside stalled clients"
+    # A loop stuck on a stalled client would hold these requests until
+    # api_idle_timeout (5 s); the rest of the bound is for a busy machine.
+    check(worst < 1.5, "GET /v1/status took %.2f s beside stalled clients"
           % worst)
     # The stalled ones are dropped after api_idle_timeout.
     t0 = time.monotonic()

@@ -411,8 +411,10 @@ def test_host_rate():
     eq(other["done"], 3, "other host's job done")
     check(t_slow >= 1.85, "rate-limited job took only %.2fs" % t_slow)
     # The other host's three starts take 0.2 s at its own rate: they do
-    # not wait behind the 20 items parked for the first host.
-    check(t_other < 0.9, "other host's job took %.2fs (the limited one "
+    # not wait behind the 20 items parked for the first host, which would
+    # take 2 s. The rest of the bound is for a slow (sanitized) daemon on
+    # a busy machine.
+    check(t_other < 1.5, "other host's job took %.2fs (the limited one "
           "%.2fs)" % (t_other, t_slow))
     check(behind["done"] < 15, "limited job had %d of 20 done when the "
           "other one ended" % behind["done"])
@@ -488,7 +490,9 @@ def test_host_rate_cancel_and_reload():
     got = d.wait_job(job["id"], timeout=10, interval=0.01)
     took = time.monotonic() - t0
     eq(got["done"], 5, "done after the reload")
-    check(took < 1.5, "parked items took %.2fs after the reload" % took)
+    # At host_rate 0.5 the four parked items would take 6 s or more; the
+    # margin below that is for a slow (sanitized) daemon on a busy machine.
+    check(took < 3.5, "parked items took %.2fs after the reload" % took)
     d.stop()
 
 
