@@ -10,12 +10,13 @@
  * holding no slot while it waits. Every job and every item's end is kept
  * in the store, so a restart carries on where the daemon stopped.
  *
- * A job may also name pages: a page is an item too, fetched into memory
- * through the same slots, parsed for images on a writer thread (html.c),
- * and the images it yields become new items of the job, with the page as
- * their Referer. With if_changed, items whose URL the cache knows are
- * fetched conditionally, and a 304 ends them unchanged; with dedup, a body
- * whose SHA-256 is already kept under the download root is dropped.
+ * With if_changed, items whose URL the cache knows are fetched
+ * conditionally, and a 304 ends them unchanged; with dedup, a body whose
+ * SHA-256 is already kept under the download root is dropped.
+ *
+ * Pages to scrape are in job-page.c, the restart from the store in
+ * job-restore.c, and jobs and items as JSON in job-json.c; job-private.h
+ * holds what these files share.
  */
 #include <sys/time.h>
 
@@ -32,9 +33,9 @@
 #include "config.h"
 #include "defs.h"
 #include "fetch.h"
-#include "html.h"
 #include "hostrate.h"
 #include "job.h"
+#include "job-private.h"
 #include "log.h"
 #include "metrics.h"
 #include "path.h"
@@ -43,77 +44,8 @@
 #include "writer.h"
 #include "xmalloc.h"
 
-enum item_state {
-	ITEM_QUEUED,
-	ITEM_ACTIVE,
-	ITEM_DONE,
-	ITEM_FAILED,
-	ITEM_CANCELLED,
-	ITEM_NSTATES
-};
-static const char *const item_state_names[] = { "queued", "active", "done",
-	"failed", "cancelled" };
-
-enum job_state {
-	JOB_QUEUED,
-	JOB_RUNNING,
-	JOB_DONE,
-	JOB_FAILED,
-	JOB_CANCELLED,
-	JOB_NSTATES
-};
-static const char *const job_state_names[] = { "queued", "running", "done",
-	"failed", "cancelled" };
-
 /* Seconds between prunes of old finished jobs. */
 #define PRUNE_INTERVAL 3600
-
-struct item {
-	struct job *job;
-	unsigned long n;
-	char *url;
-	enum item_state state;
-	char *path; /* final path, once chosen */
-	char *part; /* a .part kept for a resume */
-	unsigned long long part_size;
-	char *validator; /* for If-Range with that .part */
-	char *error;
-	long http_status;
-	unsigned long long bytes;
-	long long size;
-	int attempts;
-	int skipped;
-	int runnable; /* on the job's run queue */
-	int transferring; /* holds a transfer slot */
-	int committing; /* restart: its body was complete in the .part */
-	unsigned long long commit_size; /* restart: the body's whole size */
-	int probing_final; /* restart: looking for its final file */
-	struct transfer *transfer;
-	struct wfile *probe; /* restart: looking at a kept file */
-	TAILQ_ENTRY(item) inflight_entry; /* on job->inflight with a transfer */
-	struct event *retry_ev; /* waiting for a retry */
-	char *host; /* hostrate_key of the URL, once host_rate needed it */
-	struct hostrate_wait *rate_wait; /* parked until its host may start */
-	int rate_granted; /* its host's start is taken: it may run */
-	time_t retry_at;
-	TAILQ_ENTRY(item) run_entry;
-
-	/* Scraping, caching and dedup. */
-	int page; /* a page to scrape, not an image */
-	int next; /* a page reached through rel="next" */
-	unsigned long from; /* n + 1 of the page it was found on, or 0 */
-	unsigned long images; /* a page: images it yielded */
-	int unchanged; /* 304: the earlier file stands */
-	char *duplicate_of; /* dropped as a copy of this kept file */
-	char *sha256; /* of the body, hex */
-	struct wfile *task; /* a page being parsed */
-	struct parse *parse;
-	int dedup_wait; /* 1: parked behind a file with its digest; 2: on
-	                   jobs->hashing, the first with its digest */
-	char *ctype; /* Content-Type, kept for a name from the digest */
-	TAILQ_ENTRY(item) hash_entry; /* on jobs->hashing or ->hash_waiting */
-};
-TAILQ_HEAD(item_queue, item);
 
 struct job_watch {
 	struct job *job;
@@ -122,96 +54,9 @@ struct job_watch {
 	void *arg;
 	TAILQ_ENTRY(job_watch) entry;
 };
-TAILQ_HEAD(watch_list, job_watch);
-
-struct job {
-	struct jobs *jobs;
-	unsigned long long id;
-	enum job_state state;
-	time_t created;
-	time_t finished;
-	char *dir;
-	char *name;
-	char **headers;
-	size_t nheaders;
-	/* Network options of the job (request.h); -1 or NULL: the config's. */
-	long timeout;
-	int retries;
-	char *proxy;
-	char *no_proxy;
-	char *user_agent;
-	int owned; /* owner_uid and owner_user are known */
-	unsigned long owner_uid;
-	char *owner_user; /* NULL if the uid had no name */
-	struct item **items;
-	size_t nitems;
-	size_t capitems;
-	struct item **slabs; /* the blocks items were allocated in */
-	size_t nslabs;
-	int if_changed;
-	int dedup;
-	int same_host;
-	int follow_next; /* pages still to follow through rel="next" */
-	long long max_page_size;
-	int hash_name; /* the name template uses {sha256} */
-	void *seen; /* tsearch tree of the job's URLs, once it scrapes */
-	size_t nunchanged; /* images done unchanged (304) */
-	size_t nduplicates; /* images done as duplicates */
-	struct item_queue runq;
-	struct item_queue inflight; /* items with a transfer */
-	size_t count[ITEM_NSTATES];
-	unsigned long long bytes_done;
-	unsigned long long progress_bytes; /* in the last progress event */
-	int stored; /* accepted by the store: its files may reach the disk */
-	int cancel_requested;
-	int in_ring;
-	jobs_accept_cb accept_cb;
-	void *accept_arg;
-	char *queue_id; /* the shared queue's stream entry, or NULL */
-	int skip_existing; /* on_exists "skip" (a claimed or rerun entry) */
-	struct watch_list watches;
-	TAILQ_ENTRY(job) ring_entry;
-	TAILQ_ENTRY(job) watched_entry; /* on jobs->watched while watched */
-};
-TAILQ_HEAD(job_ring, job);
-
-struct jobs {
-	struct event_base *base;
-	struct fetcher *fetcher;
-	struct writer *writer;
-	struct store *store;
-	const struct config *cfg;
-	struct job **all; /* by id - 1; NULL once pruned */
-	size_t njobs;
-	size_t nlive;
-	struct job_ring ring;
-	struct hostrate *rate; /* host_rate */
-	size_t count[ITEM_NSTATES];
-	size_t transfers; /* items holding a transfer slot */
-	unsigned long long bytes;
-	struct event *tick;
-	struct event *prune_ev;
-	unsigned long ticks;
-	size_t nwatches;
-	struct job_ring watched; /* jobs with watches: the tick's work */
-	time_t started;
-	int stopping;
-	struct cache *cache;
-	struct item_queue hashing; /* dedup items between PREPARED and DONE */
-	struct item_queue hash_waiting; /* ... and those parked behind them */
-	jobs_end_cb end_cb; /* the shared queue hears of every job's end */
-	void *end_arg;
-};
 
 static const struct transfer_ops item_ops;
-static void jobs_pump(struct jobs *);
-static void item_emit(struct item *);
-static void job_update(struct job *);
-static struct item *job_grow(struct job *, size_t);
-static int job_seen(struct job *, char *);
-static int job_url_cmp(const void *, const void *);
 static void job_emit_end(struct job *);
-static void item_store(struct item *, int state);
 
 /* Give the item its transfer (or NULL), keeping the in-flight list. */
 static void
@@ -225,7 +70,7 @@ item_set_transfer(struct item *it, struct transfer *t)
 }
 
 /* Bytes of the job's items so far, ended and in flight. */
-static unsigned long long
+unsigned long long
 job_bytes(struct job *j)
 {
 	unsigned long long bytes = j->bytes_done;
@@ -237,25 +82,13 @@ job_bytes(struct job *j)
 }
 
 /* Wall-clock milliseconds, for retry times that outlive the process. */
-static long long
+long long
 job_now_ms(void)
 {
 	struct timeval tv;
 
 	gettimeofday(&tv, NULL);
 	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-/* A time as RFC 3339 in UTC. */
-static json_t *
-job_time_json(time_t t)
-{
-	char buf[32];
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return json_string(buf);
 }
 
 /* Progress tick: tell watchers about the bytes of active items. */
@@ -437,7 +270,7 @@ jobs_update_tick(struct jobs *js)
 }
 
 /* Move an item to a new state, keeping the counters. */
-static void
+void
 item_set_state(struct item *it, enum item_state st)
 {
 	struct job *j = it->job;
@@ -447,185 +280,6 @@ item_set_state(struct item *it, enum item_state st)
 	it->state = st;
 	j->count[st]++;
 	j->jobs->count[st]++;
-}
-
-/* Add what the cache and dedup made of the item to a JSON object. */
-static void
-item_outcome_json(struct item *it, json_t *o)
-{
-	if (it->unchanged)
-		json_object_set_new(o, "unchanged", json_true());
-	if (it->duplicate_of != NULL)
-		json_object_set_new(
-		    o, "duplicate_of", json_string(it->duplicate_of));
-	if (it->sha256 != NULL)
-		json_object_set_new(o, "sha256", json_string(it->sha256));
-}
-
-/* The item as JSON. */
-static json_t *
-item_json(struct item *it)
-{
-	json_t *o;
-	unsigned long long bytes = it->bytes;
-	long long size = it->size;
-
-	if (it->transfer != NULL) {
-		bytes = transfer_bytes(it->transfer);
-		size = transfer_size(it->transfer);
-	}
-	o = json_object();
-	json_object_set_new(o, "n", json_integer((json_int_t)it->n));
-	json_object_set_new(o, "url", json_string(it->url));
-	json_object_set_new(
-	    o, "state", json_string(item_state_names[it->state]));
-	if (it->path != NULL && it->state != ITEM_CANCELLED &&
-	    it->state != ITEM_FAILED)
-		json_object_set_new(o, "path", json_string(it->path));
-	json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
-	if (size >= 0)
-		json_object_set_new(o, "size", json_integer(size));
-	if (it->http_status != 0)
-		json_object_set_new(
-		    o, "http_status", json_integer(it->http_status));
-	json_object_set_new(o, "attempts", json_integer(it->attempts));
-	if (it->retry_ev != NULL && it->state == ITEM_QUEUED)
-		json_object_set_new(o, "retry_at", job_time_json(it->retry_at));
-	if (it->skipped)
-		json_object_set_new(o, "skipped", json_true());
-	if (it->error != NULL)
-		json_object_set_new(o, "error", json_string(it->error));
-	if (it->page) {
-		json_object_set_new(o, "kind", json_string("page"));
-		if (it->state == ITEM_DONE || it->images > 0)
-			json_object_set_new(
-			    o, "images", json_integer((json_int_t)it->images));
-	}
-	if (it->from > 0 && it->from <= it->job->nitems)
-		json_object_set_new(
-		    o, "page", json_string(it->job->items[it->from - 1]->url));
-	item_outcome_json(it, o);
-	return o;
-}
-
-/* Whether the item is among those asked for, in job objects and events. */
-static int
-item_listed(const struct item *it, enum job_items which)
-{
-	switch (which) {
-	case JOB_ITEMS_ALL:
-		return 1;
-	case JOB_ITEMS_FAILED:
-		return it->state == ITEM_FAILED || it->state == ITEM_CANCELLED;
-	case JOB_ITEMS_NONE:
-		break;
-	}
-	return 0;
-}
-
-/*
- * Add the job's own network options to o; shown, the proxy loses its user
- * and password (they stay in the store, which only the daemon reads).
- */
-static void
-job_network_json(struct job *j, json_t *o, int shown)
-{
-	char *p;
-
-	if (j->timeout > 0)
-		json_object_set_new(
-		    o, "timeout", json_integer((json_int_t)j->timeout));
-	if (j->retries >= 0)
-		json_object_set_new(o, "retries", json_integer(j->retries));
-	if (j->proxy != NULL && shown) {
-		p = request_proxy_redacted(j->proxy);
-		json_object_set_new(o, "proxy", json_string(p));
-		free(p);
-	} else if (j->proxy != NULL)
-		json_object_set_new(o, "proxy", json_string(j->proxy));
-	if (j->no_proxy != NULL)
-		json_object_set_new(o, "no_proxy", json_string(j->no_proxy));
-	if (j->user_agent != NULL)
-		json_object_set_new(
-		    o, "user_agent", json_string(j->user_agent));
-}
-
-/* Take the job's network options from its stored options object. */
-static void
-job_network_load(struct job *j, json_t *o)
-{
-	json_t *v;
-
-	if ((v = json_object_get(o, "timeout")) != NULL && json_is_integer(v) &&
-	    json_integer_value(v) > 0 &&
-	    json_integer_value(v) <= NET_TIMEOUT_MAX)
-		j->timeout = (long)json_integer_value(v);
-	if ((v = json_object_get(o, "retries")) != NULL && json_is_integer(v) &&
-	    json_integer_value(v) >= 0 &&
-	    json_integer_value(v) <= NET_RETRIES_MAX)
-		j->retries = (int)json_integer_value(v);
-	if ((v = json_object_get(o, "proxy")) != NULL && json_is_string(v))
-		j->proxy = xstrdup(json_string_value(v));
-	if ((v = json_object_get(o, "no_proxy")) != NULL && json_is_string(v))
-		j->no_proxy = xstrdup(json_string_value(v));
-	if ((v = json_object_get(o, "user_agent")) != NULL && json_is_string(v))
-		j->user_agent = xstrdup(json_string_value(v));
-}
-
-/*
- * The job as JSON with the items asked for: all, only the failed or
- * cancelled ones, or none (no "items" member).
- */
-json_t *
-job_json(struct job *j, enum job_items which)
-{
-	struct item *it;
-	json_t *o, *items;
-	size_t i;
-
-	o = json_object();
-	json_object_set_new(o, "id", json_integer((json_int_t)j->id));
-	json_object_set_new(o, "state", json_string(job_state_names[j->state]));
-	json_object_set_new(o, "created", job_time_json(j->created));
-	json_object_set_new(o, "total", json_integer((json_int_t)j->nitems));
-	json_object_set_new(
-	    o, "queued", json_integer((json_int_t)j->count[ITEM_QUEUED]));
-	json_object_set_new(
-	    o, "active", json_integer((json_int_t)j->count[ITEM_ACTIVE]));
-	json_object_set_new(
-	    o, "done", json_integer((json_int_t)j->count[ITEM_DONE]));
-	json_object_set_new(
-	    o, "failed", json_integer((json_int_t)j->count[ITEM_FAILED]));
-	json_object_set_new(
-	    o, "cancelled", json_integer((json_int_t)j->count[ITEM_CANCELLED]));
-	json_object_set_new(o, "bytes", json_integer((json_int_t)job_bytes(j)));
-	json_object_set_new(
-	    o, "unchanged", json_integer((json_int_t)j->nunchanged));
-	json_object_set_new(
-	    o, "duplicates", json_integer((json_int_t)j->nduplicates));
-	json_object_set_new(
-	    o, "dir", json_string(j->dir != NULL ? j->dir : ""));
-	json_object_set_new(o, "name",
-	    json_string(j->name != NULL ? j->name : DEFAULT_NAME_TEMPLATE));
-	job_network_json(j, o, 1);
-	if (j->queue_id != NULL)
-		json_object_set_new(o, "queue_id", json_string(j->queue_id));
-	if (j->owned)
-		json_object_set_new(o, "owner",
-		    json_pack("{sIss?}", "uid", (json_int_t)j->owner_uid,
-			"user", j->owner_user));
-	else
-		json_object_set_new(o, "owner", json_null());
-	if (which == JOB_ITEMS_NONE)
-		return o;
-	items = json_array();
-	for (i = 0; i < j->nitems; i++) {
-		it = j->items[i];
-		if (item_listed(it, which))
-			json_array_append_new(items, item_json(it));
-	}
-	json_object_set_new(o, "items", items);
-	return o;
 }
 
 /* Be told of every job's end (after its watchers). */
@@ -676,14 +330,6 @@ job_owner(struct job *j, struct job_owner *owner)
 	return 0;
 }
 
-/* Whether the job counts for a listing of owner's jobs. */
-static int
-job_owned_by(const struct job *j, long long owner)
-{
-	return owner == JOB_OWNER_ANY ||
-	    (j->owned && (long long)j->owner_uid == owner);
-}
-
 /* Whether every item has ended. */
 int
 job_ended(struct job *j)
@@ -693,7 +339,7 @@ job_ended(struct job *j)
 }
 
 /* Recompute the job's state after an item changed. */
-static void
+void
 job_update(struct job *j)
 {
 	if (job_ended(j))
@@ -750,7 +396,7 @@ job_emit_end(struct job *j)
 }
 
 /* Tell the watchers that want it that an item changed state. */
-static void
+void
 item_emit(struct item *it)
 {
 	struct job_watch *w, *tmp;
@@ -768,62 +414,8 @@ item_emit(struct item *it)
 	json_decref(ev);
 }
 
-/* The rarer item fields as a JSON object for the store, or NULL. */
-static char *
-item_extra(struct item *it)
-{
-	json_t *o;
-	char *s;
-
-	if (!it->page && !it->next && it->from == 0 && !it->unchanged &&
-	    it->duplicate_of == NULL) {
-		if (it->sha256 == NULL)
-			return NULL;
-		/* The common case, on the hot path: no JSON object to build. */
-		xasprintf(&s, "{\"sha256\":\"%s\"}", it->sha256);
-		return s;
-	}
-	o = json_object();
-	if (it->page)
-		json_object_set_new(o, "page", json_true());
-	if (it->next)
-		json_object_set_new(o, "next", json_true());
-	if (it->from > 0)
-		json_object_set_new(o, "from", json_integer((json_int_t)it->from));
-	if (it->images > 0)
-		json_object_set_new(
-		    o, "images", json_integer((json_int_t)it->images));
-	item_outcome_json(it, o);
-	s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return s;
-}
-
-/* Take the rarer item fields back from the store's JSON. */
-static void
-item_extra_load(struct item *it, const char *extra)
-{
-	json_t *o, *v;
-
-	if (extra == NULL || (o = json_loads(extra, 0, NULL)) == NULL)
-		return;
-	it->page = json_is_true(json_object_get(o, "page"));
-	it->next = json_is_true(json_object_get(o, "next"));
-	it->unchanged = json_is_true(json_object_get(o, "unchanged"));
-	if ((v = json_object_get(o, "from")) != NULL && json_is_integer(v))
-		it->from = (unsigned long)json_integer_value(v);
-	if ((v = json_object_get(o, "images")) != NULL && json_is_integer(v))
-		it->images = (unsigned long)json_integer_value(v);
-	if ((v = json_object_get(o, "duplicate_of")) != NULL &&
-	    json_is_string(v))
-		it->duplicate_of = xstrdup(json_string_value(v));
-	if ((v = json_object_get(o, "sha256")) != NULL && json_is_string(v))
-		it->sha256 = xstrdup(json_string_value(v));
-	json_decref(o);
-}
-
 /* Record the item in the store (state may be STORE_ITEM_COMMITTING). */
-static void
+void
 item_store(struct item *it, int state)
 {
 	struct store_item si;
@@ -849,7 +441,7 @@ item_store(struct item *it, int state)
 }
 
 /* Make a queued item runnable: on its job's queue, the job in the ring. */
-static void
+void
 item_make_runnable(struct item *it)
 {
 	struct job *j = it->job;
@@ -875,7 +467,7 @@ item_unrun(struct item *it)
 }
 
 /* Forget a kept .part, removing it from the disk. */
-static void
+void
 item_drop_part(struct item *it)
 {
 	if (it->part == NULL)
@@ -1052,7 +644,7 @@ item_prepared(void *arg, struct transfer *t, const char *path, const char *part)
 }
 
 /* Retry timer: the item may run again. */
-static void
+void
 item_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct item *it = arg;
@@ -1104,289 +696,6 @@ item_schedule_retry(struct item *it, long retry_after)
 	log_info("job %llu item %lu: attempt %d failed (%s), retry in %ld ms%s",
 	    it->job->id, it->n, it->attempts, it->error, ms,
 	    it->part != NULL ? ", resuming" : "");
-}
-
-/* A page being parsed off the loop, and what the parse found. */
-struct parse {
-	struct item *item; /* NULL once the item was cancelled */
-	char *body;
-	size_t len;
-	char *url; /* the page's final URL, for relative references */
-	char *ctype;
-	char *etag;
-	char *last_modified;
-	int same_host;
-	int rc;
-	char *error;
-	struct html_found found;
-};
-
-/* Writer thread: parse the page. Touches nothing but the parse. */
-static void
-parse_work(void *arg)
-{
-	struct parse *p = arg;
-
-	p->rc = html_extract(p->body, p->len, p->url, p->ctype, p->same_host,
-	    &p->found, &p->error);
-	free(p->body);
-	p->body = NULL;
-}
-
-/* Free a parse. */
-static void
-parse_free(struct parse *p)
-{
-	free(p->body);
-	free(p->url);
-	free(p->ctype);
-	free(p->etag);
-	free(p->last_modified);
-	free(p->error);
-	html_found_finish(&p->found);
-	free(p);
-}
-
-/*
- * Add what a page references as new items of its job: images not yet in
- * the job, and up to follow_next pages reached through rel="next".
- * Returns the number of images the page references.
- */
-static size_t
-job_add_found(struct item *page, char *const *images, size_t nimages,
-    char *const *next, size_t nnext)
-{
-	struct job *j = page->job;
-	struct jobs *js = j->jobs;
-	struct store_item *sitems;
-	struct item *it, *first;
-	char **urls, *extra;
-	size_t i, k, n = 0, nnew = 0;
-	int *is_page;
-
-	urls = xcalloc(nimages + nnext, sizeof *urls);
-	is_page = xcalloc(nimages + nnext, sizeof *is_page);
-	for (i = 0; i < nimages; i++) {
-		if (j->seen != NULL && tfind(images[i], &j->seen, job_url_cmp))
-			continue;
-		urls[n] = xstrdup(images[i]);
-		job_seen(j, urls[n++]);
-	}
-	for (i = 0; i < nnext && j->follow_next > 0; i++) {
-		if (j->seen != NULL && tfind(next[i], &j->seen, job_url_cmp))
-			continue;
-		j->follow_next--;
-		is_page[n] = 1;
-		urls[n] = xstrdup(next[i]);
-		job_seen(j, urls[n++]);
-	}
-	if (n == 0)
-		goto out;
-	first = job_grow(j, n);
-	sitems = xcalloc(n, sizeof *sitems);
-	for (k = 0; k < n; k++) {
-		it = &first[k];
-		it->url = urls[k];
-		it->state = ITEM_QUEUED;
-		it->from = page->n + 1;
-		it->page = it->next = is_page[k];
-		nnew += !is_page[k];
-		sitems[k].n = it->n;
-		sitems[k].url = it->url;
-		sitems[k].state = STORE_ITEM_QUEUED;
-		sitems[k].extra = item_extra(it);
-		item_make_runnable(it);
-	}
-	j->count[ITEM_QUEUED] += n;
-	js->count[ITEM_QUEUED] += n;
-	if (js->store != NULL)
-		store_add_items(js->store, j->id, sitems, n, NULL, NULL);
-	for (k = 0; k < n; k++) {
-		extra = (char *)sitems[k].extra;
-		free(extra);
-	}
-	free(sitems);
-	log_info("job %llu item %lu: page %s: %zu images, %zu new, %zu more "
-		 "pages",
-	    j->id, page->n, page->url, nimages, nnew, n - nnew);
-out:
-	free(urls);
-	free(is_page);
-	return nimages;
-}
-
-/* A page ended: its images are in the job, or it failed. */
-static void
-item_page_end(struct item *it, const char *error)
-{
-	struct job *j = it->job;
-
-	if (error != NULL) {
-		free(it->error);
-		it->error = xstrdup(error);
-		item_set_state(it, ITEM_FAILED);
-		item_store(it, STORE_ITEM_FAILED);
-		log_warnx("job %llu item %lu: page %s failed: %s", j->id, it->n,
-		    it->url, error);
-	} else {
-		item_set_state(it, ITEM_DONE);
-		item_store(it, STORE_ITEM_DONE);
-		log_info("job %llu item %lu: page done %s (%lu images%s)",
-		    j->id, it->n, it->url, it->images,
-		    it->unchanged ? ", unchanged" : "");
-	}
-	j->bytes_done += it->bytes;
-	j->jobs->bytes += it->bytes;
-	item_emit(it);
-	job_update(j);
-	jobs_pump(j->jobs);
-}
-
-/* Split a newline-joined list in place into an array (caller frees). */
-static char **
-job_split_lines(char *s, size_t *n)
-{
-	char **v = NULL, *line;
-	size_t cap = 0;
-
-	*n = 0;
-	while (s != NULL && (line = strsep(&s, "\n")) != NULL) {
-		if (*line == '\0')
-			continue;
-		if (*n == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			v = xreallocarray(v, cap, sizeof *v);
-		}
-		v[(*n)++] = line;
-	}
-	return v;
-}
-
-/* Writer: a page's parse ended. */
-static void
-parse_done_cb(struct wfile *f, enum wfile_event ev, void *arg)
-{
-	struct parse *p = arg;
-	struct item *it = p->item;
-	struct cache_entry ce;
-	struct buf_join {
-		char *s;
-		size_t len;
-	} joined = { NULL, 0 };
-	size_t i, len;
-
-	if (ev != WFILE_DONE)
-		return;
-	if (it == NULL) {
-		parse_free(p);
-		return;
-	}
-	it->task = NULL;
-	it->parse = NULL;
-	if (p->rc != 0) {
-		item_page_end(it, p->error != NULL ? p->error : "cannot parse");
-		parse_free(p);
-		return;
-	}
-	it->images = job_add_found(it, p->found.images, p->found.nimages,
-	    p->found.next, p->found.nnext);
-	if (it->job->if_changed) {
-		/* The page's image list, for a 304 next time. */
-		for (i = 0; i < p->found.nimages; i++) {
-			len = strlen(p->found.images[i]);
-			joined.s = xrealloc(joined.s, joined.len + len + 2);
-			memcpy(joined.s + joined.len, p->found.images[i], len);
-			joined.len += len;
-			joined.s[joined.len++] = '\n';
-			joined.s[joined.len] = '\0';
-		}
-		memset(&ce, 0, sizeof ce);
-		ce.url = it->url;
-		ce.etag = p->etag;
-		ce.last_modified = p->last_modified;
-		ce.size = (long long)it->bytes;
-		ce.images = joined.s != NULL ? joined.s : (char *)"";
-		ce.used = time(NULL);
-		cache_put(it->job->jobs->cache, &ce);
-		free(joined.s);
-	}
-	item_page_end(it, NULL);
-	parse_free(p);
-}
-
-/* A page's body is in: parse it on a writer thread. */
-static void
-item_page_parse(struct item *it, const struct fetch_result *res)
-{
-	struct parse *p;
-
-	p = xcalloc(1, sizeof *p);
-	p->item = it;
-	p->body = fetch_take_body(res);
-	p->len = res->body_len;
-	p->url = xstrdup(res->effective_url != NULL ? res->effective_url
-						    : it->url);
-	p->ctype = res->content_type != NULL ? xstrdup(res->content_type)
-					     : NULL;
-	p->etag = res->etag != NULL ? xstrdup(res->etag) : NULL;
-	p->last_modified =
-	    res->last_modified != NULL ? xstrdup(res->last_modified) : NULL;
-	p->same_host = it->job->same_host;
-	it->bytes = res->body_len;
-	it->parse = p;
-	it->task = wfile_task(
-	    it->job->jobs->writer, parse_work, p, parse_done_cb, p);
-}
-
-/* A page answered 304: its images are those the cache remembers. */
-static void
-item_page_unchanged(struct item *it)
-{
-	const struct cache_entry *ce;
-	char *copy = NULL, **urls;
-	size_t n = 0;
-
-	it->unchanged = 1;
-	if ((ce = cache_get(it->job->jobs->cache, it->url)) != NULL &&
-	    ce->images != NULL)
-		copy = xstrdup(ce->images);
-	urls = job_split_lines(copy, &n);
-	it->images = job_add_found(it, urls, n, NULL, 0);
-	cache_touch(it->job->jobs->cache, it->url);
-	free(urls);
-	free(copy);
-	item_page_end(it, NULL);
-}
-
-/* A page turned out to be an image: fetch it as one. */
-static void
-item_page_is_image(struct item *it)
-{
-	struct job *j = it->job;
-	struct item *img;
-	struct store_item si;
-	char *extra;
-
-	img = job_grow(j, 1);
-	img->url = xstrdup(it->url);
-	img->state = ITEM_QUEUED;
-	img->from = it->n + 1;
-	j->count[ITEM_QUEUED]++;
-	j->jobs->count[ITEM_QUEUED]++;
-	if (j->jobs->store != NULL) {
-		memset(&si, 0, sizeof si);
-		si.n = img->n;
-		si.url = img->url;
-		si.state = STORE_ITEM_QUEUED;
-		si.extra = extra = item_extra(img);
-		store_add_items(j->jobs->store, j->id, &si, 1, NULL, NULL);
-		free(extra);
-	}
-	item_make_runnable(img);
-	it->images = 1;
-	log_info("job %llu item %lu: page %s is an image; fetching it as one",
-	    j->id, it->n, it->url);
-	item_page_end(it, NULL);
 }
 
 /* Record an image's fetch in the cache, for if_changed and dedup. */
@@ -1689,7 +998,7 @@ item_rate_ok(struct item *it)
 }
 
 /* Fill free transfer slots, one item per job in turn. */
-static void
+void
 jobs_pump(struct jobs *js)
 {
 	struct job *j;
@@ -1722,7 +1031,7 @@ jobs_pump(struct jobs *js)
 }
 
 /* Add n new items to a job, in one block; returns the first. */
-static struct item *
+struct item *
 job_grow(struct job *j, size_t n)
 {
 	struct item *slab;
@@ -1751,7 +1060,7 @@ job_grow(struct job *j, size_t n)
 }
 
 /* Allocate a job with room for nitems and register it under id. */
-static struct job *
+struct job *
 job_new(struct jobs *js, unsigned long long id, size_t nitems)
 {
 	struct job *j;
@@ -1805,7 +1114,7 @@ job_accept_later_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Set a job's own options. */
-static void
+void
 job_set_options(struct job *j, int if_changed, int dedup, int same_host,
     int follow_next, long long max_page_size)
 {
@@ -1815,68 +1124,6 @@ job_set_options(struct job *j, int if_changed, int dedup, int same_host,
 	j->follow_next = follow_next;
 	j->max_page_size = max_page_size;
 	j->hash_name = path_template_has_sha256(j->name);
-}
-
-/* The job's own options as JSON for the store, or NULL for none. */
-static char *
-job_options_json(struct job *j)
-{
-	json_t *o;
-	char *s = NULL;
-
-	o = json_object();
-	job_network_json(j, o, 0);
-	if (j->if_changed)
-		json_object_set_new(o, "if_changed", json_true());
-	if (j->dedup)
-		json_object_set_new(o, "dedup", json_true());
-	if (j->same_host)
-		json_object_set_new(o, "same_host", json_true());
-	if (j->follow_next > 0)
-		json_object_set_new(
-		    o, "follow_next", json_integer(j->follow_next));
-	if (j->max_page_size > 0)
-		json_object_set_new(o, "max_page_size",
-		    json_integer((json_int_t)j->max_page_size));
-	if (json_object_size(o) > 0)
-		s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(o);
-	return s;
-}
-
-/* Take a stored job's options back. */
-static void
-job_options_load(struct job *j, const char *options)
-{
-	json_t *o;
-
-	j->hash_name = path_template_has_sha256(j->name);
-	if (options == NULL || (o = json_loads(options, 0, NULL)) == NULL)
-		return;
-	job_set_options(j, json_is_true(json_object_get(o, "if_changed")),
-	    json_is_true(json_object_get(o, "dedup")),
-	    json_is_true(json_object_get(o, "same_host")),
-	    (int)json_integer_value(json_object_get(o, "follow_next")),
-	    json_integer_value(json_object_get(o, "max_page_size")));
-	json_decref(o);
-}
-
-/* tsearch order of URLs. */
-static int
-job_url_cmp(const void *a, const void *b)
-{
-	return strcmp(a, b);
-}
-
-/* Note a URL as part of the job; 0 if it was already. */
-static int
-job_seen(struct job *j, char *url)
-{
-	char **slot;
-
-	if ((slot = tsearch(url, &j->seen, job_url_cmp)) == NULL)
-		fatalx("%s: tsearch failed", __func__);
-	return *slot == url;
 }
 
 /* Accept a new job. */
@@ -1996,288 +1243,6 @@ jobs_submit(struct jobs *js, struct job_request *req,
 	return j;
 }
 
-/* Restart: queue the item, or wait out a retry it was waiting for. */
-static void
-item_restart_queued(struct item *it)
-{
-	struct timeval tv;
-	long long wait = (long long)it->retry_at * 1000 - job_now_ms();
-
-	if (it->retry_at == 0 || wait <= 0) {
-		it->retry_at = 0;
-		item_make_runnable(it);
-		return;
-	}
-	tv.tv_sec = (time_t)(wait / 1000);
-	tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
-	it->retry_ev = evtimer_new(it->job->jobs->base, item_retry_cb, it);
-	evtimer_add(it->retry_ev, &tv);
-	log_info("job %llu item %lu: waiting %lld ms more for its retry",
-	    it->job->id, it->n, wait);
-}
-
-/* Restart: the item turned out done, with bytes in its final file. */
-static void
-item_restored_done(struct item *it, unsigned long long bytes, const char *how)
-{
-	struct job *j = it->job;
-
-	it->bytes = bytes;
-	it->part_size = 0;
-	j->bytes_done += bytes;
-	j->jobs->bytes += bytes;
-	item_set_state(it, ITEM_DONE);
-	item_store(it, STORE_ITEM_DONE);
-	log_info("job %llu item %lu: done %s (%llu bytes, %s after a restart)",
-	    j->id, it->n, it->path, bytes, how);
-	item_emit(it);
-	job_update(j);
-}
-
-/* Restart: a committing item's complete .part was renamed into place. */
-static void
-item_commit_cb(struct wfile *f, enum wfile_event ev, void *arg)
-{
-	struct item *it = arg;
-	struct job *j = it->job;
-
-	if (ev == WFILE_PREPARED) {
-		free(it->path);
-		it->path = xstrdup(wfile_path(f));
-		wfile_rename(f);
-		return;
-	}
-	if (ev != WFILE_DONE)
-		return;
-	it->probe = NULL;
-	free(it->part);
-	free(it->validator);
-	it->part = it->validator = NULL;
-	if (wfile_ok(f) == 0) {
-		item_restored_done(it, it->part_size, "completed");
-		return;
-	}
-	log_warnx("job %llu item %lu: completing after a restart failed: %s;"
-		  " fetching again",
-	    j->id, it->n, wfile_error(f));
-	it->part_size = 0;
-	item_make_runnable(it);
-	jobs_pump(j->jobs);
-}
-
-/* Restart: finish a committing item whose whole body is in its .part. */
-static void
-item_finish_commit(struct item *it)
-{
-	struct wfile_spec spec;
-
-	memset(&spec, 0, sizeof spec);
-	spec.relpath = it->path;
-	spec.part = it->part;
-	spec.offset = it->part_size;
-	spec.policy = it->job->skip_existing ? EXISTS_SKIP
-					     : it->job->jobs->cfg->on_exists;
-	spec.do_fsync = it->job->jobs->cfg->fsync;
-	it->probe =
-	    wfile_open(it->job->jobs->writer, &spec, item_commit_cb, it);
-	if (it->probe == NULL) {
-		item_make_runnable(it);
-		return;
-	}
-	wfile_commit(it->probe);
-}
-
-/* Restart: a kept .part, or a committing item's final file, was looked at. */
-static void
-item_probe_cb(struct wfile *f, enum wfile_event ev, void *arg)
-{
-	struct item *it = arg;
-	struct job *j = it->job;
-	int found = ev == WFILE_DONE && wfile_ok(f) == 0;
-
-	if (ev != WFILE_DONE)
-		return;
-	it->probe = NULL;
-	if (j->cancel_requested) {
-		item_drop_part(it);
-		item_set_state(it, ITEM_CANCELLED);
-		item_store(it, STORE_ITEM_CANCELLED);
-		job_update(j);
-		return;
-	}
-	if (it->probing_final) {
-		it->probing_final = 0;
-		it->committing = 0;
-		if (found) {
-			/* Renamed into place before the daemon stopped. */
-			item_restored_done(it, wfile_size(f), "found in place");
-			return;
-		}
-	} else if (found) {
-		it->part_size = wfile_size(f);
-		if (it->committing) {
-			it->committing = 0;
-			/* The record may go out before the last writes end. */
-			if (it->part_size == it->commit_size) {
-				item_finish_commit(it);
-				return;
-			}
-			log_info("job %llu item %lu: %s holds %llu of its %llu "
-				 "bytes; not renamed",
-			    j->id, it->n, it->part, it->part_size,
-			    it->commit_size);
-		}
-		/* Without a validator a Range request is unsafe: fetch anew. */
-		if (it->validator == NULL || it->part_size == 0)
-			item_drop_part(it);
-	} else {
-		free(it->part);
-		free(it->validator);
-		it->part = it->validator = NULL;
-		it->part_size = 0;
-		if (it->committing && it->path != NULL) {
-			/* No .part: was it renamed before the crash? */
-			it->probing_final = 1;
-			it->probe = wfile_probe(
-			    j->jobs->writer, it->path, item_probe_cb, it);
-			return;
-		}
-	}
-	item_restart_queued(it);
-	jobs_pump(j->jobs);
-}
-
-/* Restart: rebuild one stored job. */
-static void
-jobs_restore_job(void *arg, const struct store_job *sj)
-{
-	struct jobs *js = arg;
-	const struct store_item *si;
-	struct item *it;
-	struct job *j;
-	json_t *opts;
-	size_t i;
-	int scrapes = 0;
-
-	j = job_new(js, sj->id, sj->nitems);
-	j->created = sj->created;
-	j->finished = sj->finished;
-	j->dir = sj->dir != NULL ? xstrdup(sj->dir) : NULL;
-	j->name = sj->name != NULL ? xstrdup(sj->name) : NULL;
-	j->owned = sj->owned;
-	j->owner_uid = sj->owner_uid;
-	j->owner_user = sj->owner_user != NULL ? xstrdup(sj->owner_user) : NULL;
-	j->stored = 1;
-	if (sj->options != NULL &&
-	    (opts = json_loads(sj->options, 0, NULL)) != NULL) {
-		job_network_load(j, opts);
-		json_decref(opts);
-	}
-	/* A queue job run again after a restart keeps what is already there. */
-	if (sj->queue_id != NULL) {
-		j->queue_id = xstrdup(sj->queue_id);
-		j->skip_existing = 1;
-	}
-	if (sj->nheaders > 0) {
-		j->headers = xcalloc(sj->nheaders, sizeof *j->headers);
-		for (i = 0; i < sj->nheaders; i++)
-			j->headers[i] = xstrdup(sj->headers[i]);
-		j->nheaders = sj->nheaders;
-	}
-	job_options_load(j, sj->options);
-	for (i = 0; i < sj->nitems; i++) {
-		si = &sj->items[i];
-		it = j->items[i];
-		it->url = xstrdup(si->url != NULL ? si->url : "");
-		item_extra_load(it, si->extra);
-		if (it->page)
-			scrapes = 1;
-		it->path = si->path != NULL ? xstrdup(si->path) : NULL;
-		it->part = si->part != NULL ? xstrdup(si->part) : NULL;
-		it->validator =
-		    si->validator != NULL ? xstrdup(si->validator) : NULL;
-		it->error = si->error != NULL ? xstrdup(si->error) : NULL;
-		it->http_status = si->http_status;
-		it->bytes = si->bytes;
-		it->attempts = si->attempts;
-		it->retry_at = (time_t)si->retry_at;
-		switch (si->state) {
-		case STORE_ITEM_DONE:
-			it->state = ITEM_DONE;
-			j->bytes_done += it->bytes;
-			if (!it->page && it->unchanged)
-				j->nunchanged++;
-			if (it->duplicate_of != NULL)
-				j->nduplicates++;
-			break;
-		case STORE_ITEM_FAILED:
-			it->state = ITEM_FAILED;
-			j->bytes_done += it->bytes;
-			break;
-		case STORE_ITEM_CANCELLED:
-			it->state = ITEM_CANCELLED;
-			j->bytes_done += it->bytes;
-			break;
-		default:
-			it->state = ITEM_QUEUED;
-			it->bytes = 0;
-			break;
-		}
-		j->count[it->state]++;
-		js->count[it->state]++;
-		if (it->state != ITEM_QUEUED)
-			continue;
-		it->committing =
-		    si->state == STORE_ITEM_COMMITTING && it->path != NULL;
-		it->commit_size = si->bytes;
-		if (it->part != NULL)
-			it->probe = wfile_probe(
-			    js->writer, it->part, item_probe_cb, it);
-		else if (it->committing) {
-			it->probing_final = 1;
-			it->probe = wfile_probe(
-			    js->writer, it->path, item_probe_cb, it);
-		} else
-			item_restart_queued(it);
-	}
-	/* A scraping job must not take in a URL it has twice. */
-	for (i = 0; scrapes && i < j->nitems; i++)
-		job_seen(j, j->items[i]->url);
-	js->bytes += j->bytes_done;
-	if (sj->state >= 0 && sj->state < JOB_NSTATES)
-		j->state = (enum job_state)sj->state;
-	if (!job_ended(j) && j->count[ITEM_QUEUED] == 0 &&
-	    j->count[ITEM_ACTIVE] == 0) {
-		j->state = JOB_RUNNING;
-		job_update(j);
-	}
-	if (!TAILQ_EMPTY(&j->runq) && !j->in_ring) {
-		TAILQ_INSERT_TAIL(&js->ring, j, ring_entry);
-		j->in_ring = 1;
-	}
-}
-
-/* Load the stored jobs and start what is left of them. */
-int
-jobs_restore(struct jobs *js)
-{
-	struct timeval now = { 0, 0 };
-	size_t pending;
-
-	js->cache = cache_create(js->store, js->cfg->cache_max_entries);
-	if (js->store != NULL &&
-	    store_load(js->store, jobs_restore_job, js) == -1)
-		return -1;
-	pending = js->count[ITEM_QUEUED];
-	if (js->njobs > 0)
-		log_info("restored %zu jobs, %zu items to fetch", js->nlive,
-		    pending);
-	/* Prune now (on the first loop turn), then every PRUNE_INTERVAL. */
-	evtimer_add(js->prune_ev, &now);
-	jobs_pump(js);
-	return 0;
-}
-
 /* Apply a reloaded config. */
 void
 jobs_reconfigure(struct jobs *js)
@@ -2305,83 +1270,6 @@ jobs_find(struct jobs *js, unsigned long long id)
 	return js->all[id - 1];
 }
 
-/* All jobs (or one uid's), newest first, optionally of one state. */
-json_t *
-jobs_list_json(struct jobs *js, const char *state, long long owner)
-{
-	json_t *list;
-	size_t i, k;
-	int want = -1;
-
-	if (state != NULL) {
-		for (k = 0; k < JOB_NSTATES; k++) {
-			if (strcmp(state, job_state_names[k]) == 0)
-				want = (int)k;
-		}
-		if (want == -1)
-			return NULL;
-	}
-	list = json_array();
-	for (i = js->njobs; i > 0; i--) {
-		if (js->all[i - 1] == NULL ||
-		    (want != -1 && (int)js->all[i - 1]->state != want) ||
-		    !job_owned_by(js->all[i - 1], owner))
-			continue;
-		json_array_append_new(
-		    list, job_json(js->all[i - 1], JOB_ITEMS_NONE));
-	}
-	return json_pack("{so}", "jobs", list);
-}
-
-/* The daemon's counters (of every job or one uid's) and limits. */
-json_t *
-jobs_status_json(struct jobs *js, long long owner)
-{
-	const struct config *cfg = js->cfg;
-	size_t count[ITEM_NSTATES], nlive = js->nlive, i, k;
-	unsigned long long bytes = js->bytes;
-	json_t *o;
-
-	memcpy(count, js->count, sizeof count);
-	if (owner != JOB_OWNER_ANY) {
-		memset(count, 0, sizeof count);
-		nlive = 0;
-		bytes = 0;
-		for (i = 0; i < js->njobs; i++) {
-			if (js->all[i] == NULL ||
-			    !job_owned_by(js->all[i], owner))
-				continue;
-			nlive++;
-			for (k = 0; k < ITEM_NSTATES; k++)
-				count[k] += js->all[i]->count[k];
-			/* Ended items only, as js->bytes counts them. */
-			bytes += js->all[i]->bytes_done;
-		}
-	}
-	o = json_pack("{sssIsIs{sIsIsIsIsI}sIs{sisisisisIsIsIsisisi}}",
-	    "version", IMGFETCHD_VERSION, "uptime",
-	    (json_int_t)(time(NULL) - js->started), "jobs", (json_int_t)nlive,
-	    "items", "queued", (json_int_t)count[ITEM_QUEUED], "active",
-	    (json_int_t)count[ITEM_ACTIVE], "done",
-	    (json_int_t)count[ITEM_DONE], "failed",
-	    (json_int_t)count[ITEM_FAILED], "cancelled",
-	    (json_int_t)count[ITEM_CANCELLED], "bytes", (json_int_t)bytes,
-	    "limits", "max_transfers", cfg->max_transfers,
-	    "max_host_connections", cfg->max_host_connections, "workers",
-	    cfg->workers, "queue_limit", cfg->queue_limit, "max_item_size",
-	    (json_int_t)cfg->max_item_size, "max_request_body",
-	    (json_int_t)cfg->max_request_body, "timeout",
-	    (json_int_t)cfg->timeout, "connect_timeout",
-	    (int)cfg->connect_timeout, "max_redirects", cfg->max_redirects,
-	    "retries", cfg->retries);
-	json_object_set_new(
-	    o, "scope", json_string(owner == JOB_OWNER_ANY ? "all" : "own"));
-	json_object_set_new(json_object_get(o, "limits"), "host_rate",
-	    json_real(cfg->host_rate));
-	json_object_set_new(o, "private_jobs", json_boolean(cfg->private_jobs));
-	return o;
-}
-
 /* Cancel a job's remaining items. */
 void
 job_cancel(struct job *j)
@@ -2398,12 +1286,7 @@ job_cancel(struct job *j)
 			continue;
 		if (it->probe != NULL)
 			continue; /* finishes in item_probe_cb, then cancelled */
-		if (it->parse != NULL) {
-			/* The parse runs on; its result is dropped. */
-			it->parse->item = NULL;
-			it->parse = NULL;
-			it->task = NULL;
-		}
+		item_page_cancel(it);
 		if (it->dedup_wait != 0) {
 			TAILQ_REMOVE(it->dedup_wait == 1 ? &j->jobs->hash_waiting
 							 : &j->jobs->hashing,
