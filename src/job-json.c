@@ -277,7 +277,7 @@ jobs_status_json(struct jobs *js, long long owner)
 }
 
 /* Take the job's network options from its stored options object. */
-void
+static void
 job_network_load(struct job *j, json_t *o)
 {
 	json_t *v;
@@ -388,6 +388,7 @@ job_options_load(struct job *j, const char *options)
 	j->hash_name = path_template_has_sha256(j->name);
 	if (options == NULL || (o = json_loads(options, 0, NULL)) == NULL)
 		return;
+	job_network_load(j, o);
 	job_set_options(j, json_is_true(json_object_get(o, "if_changed")),
 	    json_is_true(json_object_get(o, "dedup")),
 	    json_is_true(json_object_get(o, "same_host")),

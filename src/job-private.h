@@ -208,6 +208,5 @@ char *item_extra(struct item *);
 void item_extra_load(struct item *, const char *extra);
 char *job_options_json(struct job *);
 void job_options_load(struct job *, const char *options);
-void job_network_load(struct job *, json_t *);
 
 #endif

@@ -180,7 +180,6 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	const struct store_item *si;
 	struct item *it;
 	struct job *j;
-	json_t *opts;
 	size_t i;
 	int scrapes = 0;
 
@@ -193,11 +192,6 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 	j->owner_uid = sj->owner_uid;
 	j->owner_user = sj->owner_user != NULL ? xstrdup(sj->owner_user) : NULL;
 	j->stored = 1;
-	if (sj->options != NULL &&
-	    (opts = json_loads(sj->options, 0, NULL)) != NULL) {
-		job_network_load(j, opts);
-		json_decref(opts);
-	}
 	/* A queue job run again after a restart keeps what is already there. */
 	if (sj->queue_id != NULL) {
 		j->queue_id = xstrdup(sj->queue_id);
@@ -217,6 +211,9 @@ jobs_restore_job(void *arg, const struct store_job *sj)
 		item_extra_load(it, si->extra);
 		if (it->page)
 			scrapes = 1;
+		/* The stored follow_next is the job's whole budget. */
+		if (it->next && j->follow_next > 0)
+			j->follow_next--;
 		it->path = si->path != NULL ? xstrdup(si->path) : NULL;
 		it->part = si->part != NULL ? xstrdup(si->part) : NULL;
 		it->validator =

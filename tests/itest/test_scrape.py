@@ -13,6 +13,7 @@ nginx on 127.0.0.1 and real files.
 import hashlib
 import os
 import shutil
+import sqlite3
 import sys
 import time
 
@@ -360,6 +361,46 @@ def test_follow_next_and_same_host():
     eq(sorted(it["url"] for it in page_items(job)),
        [ng.url("/p%d.html" % i) for i in (1, 2, 3)], "pages, loop cut")
     eq(job["state"], "done", "job state")
+    d.stop()
+    ng.stop()
+
+
+def store_urls(d, job_id):
+    """The URLs of a job's items in the store, read-only while it runs."""
+    path = os.path.join(d.settings["state_dir"], "imgfetchd.db")
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=5)
+    try:
+        return {r[0] for r in db.execute(
+            "SELECT url FROM items WHERE job = ?", (job_id,))}
+    finally:
+        db.close()
+
+
+def test_follow_next_budget_survives_kill9():
+    """The pages a job has followed count against follow_next across a
+    kill -9: the restarted job follows no more than it was given."""
+    www = www_with_images(5)
+    for i in range(1, 6):
+        # p2 is slow (nginx's limit_rate), so the kill finds it in flight.
+        gallery(www, "p%d.html" % i, ["img/%d.png" % (i - 1)],
+                '<link rel="next" href="p%d.html">' % (i + 1) +
+                ("<!-- %s -->" % ("x" * 160) if i == 2 else ""))
+    ng = Nginx(www, extra="location = /p2.html { limit_rate 50; }")
+    tmp = harness.fresh_dir("d")
+    d = Daemon(tmp)
+    job = d.submit([], pages=[ng.url("/p1.html")], follow_next=2)
+    harness.wait_for(lambda: ng.url("/p2.html") in store_urls(d, job["id"]),
+                     10, interval=0.05, what="p2 in the store")
+    eq(d.job(job["id"])["state"], "running", "the job at the kill")
+    d.kill()
+    d = Daemon(tmp)
+    job = d.wait_job(job["id"], timeout=60)
+    eq(job["state"], "done", "the restarted job")
+    eq(sorted(it["url"] for it in page_items(job)),
+       [ng.url("/p%d.html" % i) for i in (1, 2, 3)],
+       "pages: p1 and the two it may follow")
+    eq(sorted(it["url"] for it in image_items(job)),
+       [ng.url("/img/%d.png" % i) for i in (0, 1, 2)], "images")
     d.stop()
     ng.stop()
 
