@@ -1,11 +1,12 @@
 /*
  * The URL cache: per URL, the validators and outcome of its last successful
- * fetch (ETag, Last-Modified, size, SHA-256, path, a page's images), so
- * that a job with if_changed asks the origin only for what changed, and a
- * dedup index from SHA-256 to a kept file. Both live in memory on the loop
- * thread (search trees: no query per item), loaded from the job store at
- * start-up and written through to it. The cache is bounded: past max
- * entries the least recently used go, here and in the store.
+ * fetch (ETag, Last-Modified, size, SHA-256, path; a page's images and
+ * rel="next" pages), so that a job with if_changed asks the origin only
+ * for what changed, and a dedup index from SHA-256 to a kept file. Both
+ * live in memory on the loop thread (search trees: no query per item),
+ * loaded from the job store at start-up and written through to it. The
+ * cache is bounded: past max entries the least recently used go, here and
+ * in the store.
  */
 #include <search.h>
 #include <stdlib.h>

@@ -16,7 +16,7 @@ struct cache_entry {
 	long long size;
 	char *sha256; /* hex */
 	char *path; /* relative to the download root */
-	char *images; /* a page's image URLs, newline-joined */
+	char *images; /* a page's image URLs, then "next " pages; a line each */
 	time_t used;
 };
 

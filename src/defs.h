@@ -76,6 +76,10 @@
 
 /* Pages one job may reach through rel="next", and the largest page. */
 #define PAGE_FOLLOW_MAX 100
+/* Found images made items per loop turn: a bound on the loop's stall. */
+#define PAGE_ADD_BATCH 512
+/* Marks a rel="next" page among a cached page's image URLs. */
+#define CACHE_NEXT_PREFIX "next "
 #define PAGE_SIZE_MAX (1024LL * 1024 * 1024)
 #define PAGE_SIZE_DEFAULT (8LL * 1024 * 1024)
 /* Entries of the URL cache kept by default. */

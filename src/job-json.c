@@ -305,12 +305,22 @@ item_extra(struct item *it)
 	json_t *o;
 	char *s;
 
-	if (!it->page && !it->next && it->from == 0 && !it->unchanged &&
+	if (!it->page && !it->next && it->images == 0 && !it->unchanged &&
 	    it->duplicate_of == NULL) {
-		if (it->sha256 == NULL)
+		/*
+		 * The common cases, on the hot path (a list's images, a page's
+		 * thousands of found ones): numbers and hex only, so no JSON
+		 * object to build.
+		 */
+		if (it->from == 0 && it->sha256 == NULL)
 			return NULL;
-		/* The common case, on the hot path: no JSON object to build. */
-		xasprintf(&s, "{\"sha256\":\"%s\"}", it->sha256);
+		if (it->from == 0)
+			xasprintf(&s, "{\"sha256\":\"%s\"}", it->sha256);
+		else if (it->sha256 == NULL)
+			xasprintf(&s, "{\"from\":%lu}", it->from);
+		else
+			xasprintf(&s, "{\"from\":%lu,\"sha256\":\"%s\"}",
+			    it->from, it->sha256);
 		return s;
 	}
 	o = json_object();

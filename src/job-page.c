@@ -12,7 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "cache.h"
+#include "defs.h"
 #include "fetch.h"
 #include "html.h"
 #include "job.h"
@@ -40,7 +43,12 @@ job_seen(struct job *j, char *url)
 	return *slot == url;
 }
 
-/* A page being parsed off the loop, and what the parse found. */
+/*
+ * A page being parsed off the loop, and what the parse found. The found
+ * URLs become items PAGE_ADD_BATCH at a time, one batch per loop turn,
+ * so that a page naming a hundred thousand images does not hold the loop
+ * (and every transfer and API client) while they are added.
+ */
 struct parse {
 	struct item *item; /* NULL once the item was cancelled */
 	char *body;
@@ -53,6 +61,10 @@ struct parse {
 	int rc;
 	char *error;
 	struct html_found found;
+	int from_cache; /* found is the cache's list: nothing to remember */
+	struct event *add_ev; /* the next batch */
+	size_t added; /* found images looked at so far */
+	size_t nnew; /* new image items so far */
 };
 
 /* Writer thread: parse the page. Touches nothing but the parse. */
@@ -71,6 +83,8 @@ parse_work(void *arg)
 static void
 parse_free(struct parse *p)
 {
+	if (p->add_ev != NULL)
+		event_free(p->add_ev);
 	free(p->body);
 	free(p->url);
 	free(p->ctype);
@@ -82,36 +96,30 @@ parse_free(struct parse *p)
 }
 
 /*
- * Add what a page references as new items of its job: images not yet in
- * the job, and up to follow_next pages reached through rel="next".
- * Returns the number of images the page references.
+ * Add URLs a page references as new items of its job, skipping those the
+ * job has; pages (rel="next") only while follow_next allows. Returns the
+ * number of items added.
  */
 static size_t
-job_add_found(struct item *page, char *const *images, size_t nimages,
-    char *const *next, size_t nnext)
+job_add_found(struct item *page, char *const *found, size_t nfound,
+    int is_page)
 {
 	struct job *j = page->job;
 	struct jobs *js = j->jobs;
 	struct store_item *sitems;
 	struct item *it, *first;
 	char **urls, *extra;
-	size_t i, k, n = 0, nnew = 0;
-	int *is_page;
+	size_t i, k, n = 0;
 
-	urls = xcalloc(nimages + nnext, sizeof *urls);
-	is_page = xcalloc(nimages + nnext, sizeof *is_page);
-	for (i = 0; i < nimages; i++) {
-		if (j->seen != NULL && tfind(images[i], &j->seen, job_url_cmp))
+	urls = xcalloc(nfound, sizeof *urls);
+	for (i = 0; i < nfound; i++) {
+		if (is_page && j->follow_next <= 0)
+			break;
+		if (j->seen != NULL && tfind(found[i], &j->seen, job_url_cmp))
 			continue;
-		urls[n] = xstrdup(images[i]);
-		job_seen(j, urls[n++]);
-	}
-	for (i = 0; i < nnext && j->follow_next > 0; i++) {
-		if (j->seen != NULL && tfind(next[i], &j->seen, job_url_cmp))
-			continue;
-		j->follow_next--;
-		is_page[n] = 1;
-		urls[n] = xstrdup(next[i]);
+		if (is_page)
+			j->follow_next--;
+		urls[n] = xstrdup(found[i]);
 		job_seen(j, urls[n++]);
 	}
 	if (n == 0)
@@ -123,8 +131,7 @@ job_add_found(struct item *page, char *const *images, size_t nimages,
 		it->url = urls[k];
 		it->state = ITEM_QUEUED;
 		it->from = page->n + 1;
-		it->page = it->next = is_page[k];
-		nnew += !is_page[k];
+		it->page = it->next = is_page;
 		sitems[k].n = it->n;
 		sitems[k].url = it->url;
 		sitems[k].state = STORE_ITEM_QUEUED;
@@ -140,13 +147,9 @@ job_add_found(struct item *page, char *const *images, size_t nimages,
 		free(extra);
 	}
 	free(sitems);
-	log_info("job %llu item %lu: page %s: %zu images, %zu new, %zu more "
-		 "pages",
-	    j->id, page->n, page->url, nimages, nnew, n - nnew);
 out:
 	free(urls);
-	free(is_page);
-	return nimages;
+	return n;
 }
 
 /* A page ended: its images are in the job, or it failed. */
@@ -196,18 +199,94 @@ job_split_lines(char *s, size_t *n)
 	return v;
 }
 
+/*
+ * Keep a parsed page's validators, images and rel="next" pages for a 304
+ * next time: one URL a line, pages marked "next " (a found URL is always
+ * absolute http(s), so no image line starts so).
+ */
+static void
+parse_remember(struct parse *p)
+{
+	struct item *it = p->item;
+	struct cache_entry ce;
+	char *joined, *at;
+	size_t i, total = 1;
+
+	for (i = 0; i < p->found.nimages; i++)
+		total += strlen(p->found.images[i]) + 1;
+	for (i = 0; i < p->found.nnext; i++)
+		total += strlen(CACHE_NEXT_PREFIX) + strlen(p->found.next[i]) + 1;
+	at = joined = xmalloc(total);
+	*at = '\0';
+	for (i = 0; i < p->found.nimages; i++)
+		at = stpcpy(stpcpy(at, p->found.images[i]), "\n");
+	for (i = 0; i < p->found.nnext; i++)
+		at = stpcpy(
+		    stpcpy(stpcpy(at, CACHE_NEXT_PREFIX), p->found.next[i]),
+		    "\n");
+	memset(&ce, 0, sizeof ce);
+	ce.url = it->url;
+	ce.etag = p->etag;
+	ce.last_modified = p->last_modified;
+	ce.size = (long long)it->bytes;
+	ce.images = joined;
+	ce.used = time(NULL);
+	cache_put(it->job->jobs->cache, &ce);
+	free(joined);
+}
+
+/* Loop: the next batch of a page's images, and its end after the last. */
+static void
+parse_add_cb(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval next_turn = { 0, 0 };
+	struct parse *p = arg;
+	struct item *it = p->item;
+	struct job *j = it->job;
+	size_t n, pages;
+
+	n = p->found.nimages - p->added;
+	if (n > PAGE_ADD_BATCH)
+		n = PAGE_ADD_BATCH;
+	p->nnew += job_add_found(it, p->found.images + p->added, n, 0);
+	p->added += n;
+	if (p->added < p->found.nimages) {
+		evtimer_add(p->add_ev, &next_turn);
+		jobs_pump(j->jobs);
+		return;
+	}
+	pages = job_add_found(it, p->found.next, p->found.nnext, 1);
+	if (p->nnew + pages > 0)
+		log_info("job %llu item %lu: page %s: %zu images, %zu new, %zu "
+			 "more pages",
+		    j->id, it->n, it->url, p->found.nimages, p->nnew, pages);
+	if (!p->from_cache && j->if_changed)
+		parse_remember(p);
+	it->parse = NULL;
+	parse_free(p);
+	item_page_end(it, NULL);
+}
+
+/* Start adding what a page references: a first batch now. */
+static void
+parse_add(struct parse *p)
+{
+	struct item *it = p->item;
+
+	it->images = p->found.nimages;
+	it->parse = p;
+	if ((p->add_ev = evtimer_new(it->job->jobs->base, parse_add_cb, p)) ==
+	    NULL)
+		fatalx("%s: evtimer_new failed", __func__);
+	parse_add_cb(-1, 0, p);
+}
+
 /* Writer: a page's parse ended. */
 static void
 parse_done_cb(struct wfile *f, enum wfile_event ev, void *arg)
 {
 	struct parse *p = arg;
 	struct item *it = p->item;
-	struct cache_entry ce;
-	struct buf_join {
-		char *s;
-		size_t len;
-	} joined = { NULL, 0 };
-	size_t i, len;
 
 	if (ev != WFILE_DONE)
 		return;
@@ -222,30 +301,7 @@ parse_done_cb(struct wfile *f, enum wfile_event ev, void *arg)
 		parse_free(p);
 		return;
 	}
-	it->images = job_add_found(it, p->found.images, p->found.nimages,
-	    p->found.next, p->found.nnext);
-	if (it->job->if_changed) {
-		/* The page's image list, for a 304 next time. */
-		for (i = 0; i < p->found.nimages; i++) {
-			len = strlen(p->found.images[i]);
-			joined.s = xrealloc(joined.s, joined.len + len + 2);
-			memcpy(joined.s + joined.len, p->found.images[i], len);
-			joined.len += len;
-			joined.s[joined.len++] = '\n';
-			joined.s[joined.len] = '\0';
-		}
-		memset(&ce, 0, sizeof ce);
-		ce.url = it->url;
-		ce.etag = p->etag;
-		ce.last_modified = p->last_modified;
-		ce.size = (long long)it->bytes;
-		ce.images = joined.s != NULL ? joined.s : (char *)"";
-		ce.used = time(NULL);
-		cache_put(it->job->jobs->cache, &ce);
-		free(joined.s);
-	}
-	item_page_end(it, NULL);
-	parse_free(p);
+	parse_add(p);
 }
 
 /* A page's body is in: parse it on a writer thread. */
@@ -272,24 +328,38 @@ item_page_parse(struct item *it, const struct fetch_result *res)
 	    it->job->jobs->writer, parse_work, p, parse_done_cb, p);
 }
 
-/* A page answered 304: its images are those the cache remembers. */
+/* A page answered 304: its images and next pages are those the cache
+ * remembers. */
 void
 item_page_unchanged(struct item *it)
 {
 	const struct cache_entry *ce;
-	char *copy = NULL, **urls;
-	size_t n = 0;
+	struct parse *p;
+	char *copy = NULL, **lines;
+	size_t i, n = 0, plen = strlen(CACHE_NEXT_PREFIX);
 
 	it->unchanged = 1;
 	if ((ce = cache_get(it->job->jobs->cache, it->url)) != NULL &&
 	    ce->images != NULL)
 		copy = xstrdup(ce->images);
-	urls = job_split_lines(copy, &n);
-	it->images = job_add_found(it, urls, n, NULL, 0);
 	cache_touch(it->job->jobs->cache, it->url);
-	free(urls);
+	lines = job_split_lines(copy, &n);
+	p = xcalloc(1, sizeof *p);
+	p->item = it;
+	p->from_cache = 1;
+	p->found.images = xcalloc(n, sizeof *p->found.images);
+	p->found.next = xcalloc(n, sizeof *p->found.next);
+	for (i = 0; i < n; i++) {
+		if (strncmp(lines[i], CACHE_NEXT_PREFIX, plen) == 0)
+			p->found.next[p->found.nnext++] =
+			    xstrdup(lines[i] + plen);
+		else
+			p->found.images[p->found.nimages++] =
+			    xstrdup(lines[i]);
+	}
+	free(lines);
 	free(copy);
-	item_page_end(it, NULL);
+	parse_add(p);
 }
 
 /* A page turned out to be an image: fetch it as one. */
@@ -323,13 +393,23 @@ item_page_is_image(struct item *it)
 	item_page_end(it, NULL);
 }
 
-/* A cancelled page: a parse still running goes on; its result is dropped. */
+/*
+ * A cancelled or freed page: a parse still running goes on and its result
+ * is dropped; images still to be added are not.
+ */
 void
 item_page_cancel(struct item *it)
 {
-	if (it->parse == NULL)
+	struct parse *p = it->parse;
+
+	if (p == NULL)
 		return;
-	it->parse->item = NULL;
 	it->parse = NULL;
-	it->task = NULL;
+	if (it->task != NULL) {
+		/* On a writer thread: parse_done_cb frees it. */
+		p->item = NULL;
+		it->task = NULL;
+		return;
+	}
+	parse_free(p);
 }

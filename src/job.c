@@ -153,6 +153,7 @@ job_free(struct job *j)
 	}
 	for (i = 0; i < j->nitems; i++) {
 		it = j->items[i];
+		item_page_cancel(it);
 		if (it->retry_ev != NULL)
 			event_free(it->retry_ev);
 		if (it->rate_wait != NULL)

@@ -365,6 +365,42 @@ def test_follow_next_and_same_host():
     ng.stop()
 
 
+def test_big_page_in_batches():
+    """A page naming more images than one loop turn adds (PAGE_ADD_BATCH,
+    512): every one becomes an item once, in order, the next page comes
+    after them, and the unchanged rerun adds them from the cache alike."""
+    n = 1300
+    www = harness.fresh_dir("www")
+    os.makedirs(os.path.join(www, "img"))
+    for i in range(n):
+        write(os.path.join(www, "img", "%d.png" % i),
+              b"\x89PNG\r\n\x1a\n" + b"%08d" % i)
+    srcs = ["img/%d.png" % i for i in range(n)]
+    gallery(www, "big.html", srcs + srcs[:10],
+            '<link rel="next" href="more.html">')
+    gallery(www, "more.html", ["img/0.png", "img/%d.png" % (n - 1)])
+    ng = Nginx(www)
+    d = Daemon(harness.fresh_dir("d"), max_transfers=32)
+    want = [ng.url("/" + u) for u in srcs]
+    for run in ("first", "unchanged"):
+        job = d.wait_job(d.submit([], pages=[ng.url("/big.html")],
+                                  follow_next=1, if_changed=True)["id"],
+                         timeout=120)
+        eq(job["state"], "done", "%s run" % run)
+        eq([it["url"] for it in image_items(job)], want,
+           "%s run: the images, once each, in page order" % run)
+        eq([it["url"] for it in page_items(job)],
+           [ng.url("/big.html"), ng.url("/more.html")],
+           "%s run: the pages, the next one after the images" % run)
+        eq(page_items(job)[0]["images"], n, "distinct images the page names")
+        eq(page_items(job)[1]["images"], 2, "images the next page names")
+        eq(bool(page_items(job)[0].get("unchanged")), run == "unchanged",
+           "%s run: the page unchanged" % run)
+    eq(len(files(d.download_dir)), n, "files")
+    d.stop()
+    ng.stop()
+
+
 def store_urls(d, job_id):
     """The URLs of a job's items in the store, read-only while it runs."""
     path = os.path.join(d.settings["state_dir"], "imgfetchd.db")
