@@ -207,10 +207,10 @@ add_body(struct add_opts *o)
 
 /*
  * Whether a text/uri-list carries the job exactly: it has no place for
- * pages, headers, the caching or the network options, and its parser trims blanks,
- * splits at LF and skips empty lines and lines starting with '#', so such
- * URLs must go as JSON (which refuses them with the message the user has
- * always seen).
+ * pages, headers, the caching or the network options, and its parser
+ * trims blanks, splits at LF and skips empty lines and lines starting with
+ * '#', so such URLs must go as JSON (which refuses them with the message
+ * the user has always seen).
  */
 static int
 add_listable(struct add_opts *o)

@@ -6,8 +6,9 @@
  * at once. With host_rate, an item whose host has had its start of the
  * moment is parked with hostrate.c instead, holding no slot and keeping
  * no other host's items waiting, and comes back to the front of its job's
- * queue when its host's next start is due (every attempt counts). A transient failure puts the item back after a backoff timer,
- * holding no slot while it waits. Every job and every item's end is kept
+ * queue when its host's next start is due (every attempt counts). A
+ * transient failure puts the item back after a backoff timer, holding no
+ * slot while it waits. Every job and every item's end is kept
  * in the store, so a restart carries on where the daemon stopped.
  *
  * With if_changed, items whose URL the cache knows are fetched
@@ -55,7 +56,6 @@ struct job_watch {
 	TAILQ_ENTRY(job_watch) entry;
 };
 
-static const struct transfer_ops item_ops;
 static void job_emit_end(struct job *);
 
 /* Give the item its transfer (or NULL), keeping the in-flight list. */

@@ -173,7 +173,7 @@ netpolicy_net_has(const struct netpolicy_net *net, const unsigned char *addr)
 	return (net->addr[full] & mask) == (addr[full] & mask);
 }
 
-/* Whether the list holds the address (v4 and/or v6 form; either may be NULL). */
+/* Whether the list holds the address (v4 and/or v6 form; either NULL). */
 static int
 netpolicy_list_has(const struct netpolicy_list *list, const unsigned char *v4,
     const unsigned char *v6)

@@ -65,7 +65,8 @@ struct store_cache {
 	time_t used; /* last fetched or confirmed unchanged */
 };
 
-/* Called on the loop thread once an operation is committed (ok = 0) or failed (-1). */
+/* Called on the loop thread once an operation committed (ok = 0) or failed
+ * (-1). */
 typedef void (*store_cb)(void *arg, int ok);
 /* Called for each stored job by store_load. */
 typedef void (*store_load_cb)(void *arg, const struct store_job *);
