@@ -601,9 +601,13 @@ api_stream_cb(void *arg, json_t *ev, int last)
 	}
 }
 
-/* Parse ?items= of an events request; 0, or -1 with a 400 sent. */
+/*
+ * Parse ?items= of a job or events request: which items to show. A large
+ * job's every item is costly JSON to build on the loop; pollers ask for
+ * fewer. 0, or -1 with a 400 sent.
+ */
 static int
-api_events_items(struct evhttp_request *req, enum job_items *items)
+api_items_query(struct evhttp_request *req, enum job_items *items)
 {
 	static const char *const known[] = { "items", NULL };
 	struct evkeyvalq q;
@@ -635,7 +639,7 @@ api_get_events(struct api_conn *conn, struct evhttp_request *req, struct job *j)
 	enum job_items items;
 	json_t *ev;
 
-	if (api_events_items(req, &items) == -1)
+	if (api_items_query(req, &items) == -1)
 		return;
 	s = xcalloc(1, sizeof *s);
 	s->req = req;
@@ -668,6 +672,7 @@ api_job_route(
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct api_submit *sub;
 	unsigned long long id = 0;
+	enum job_items items;
 	struct job *j;
 	int events = 0;
 
@@ -689,9 +694,10 @@ api_job_route(
 		api_get_events(conn, req, j);
 		return;
 	}
-	if (cmd == EVHTTP_REQ_GET)
-		api_reply(req, 200, job_json(j, JOB_ITEMS_ALL));
-	else if (cmd == EVHTTP_REQ_DELETE) {
+	if (cmd == EVHTTP_REQ_GET) {
+		if (api_items_query(req, &items) == 0)
+			api_reply(req, 200, job_json(j, items));
+	} else if (cmd == EVHTTP_REQ_DELETE) {
 		if (!api_may_cancel(conn, req, j))
 			return;
 		if (job_ended(j)) {

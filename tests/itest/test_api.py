@@ -889,6 +889,32 @@ def test_events_items_filter():
         check_error(status, hdrs, data, 400, "events" + query, mention)
 
 
+def test_job_items_filter():
+    """GET /v1/jobs/ID takes the same ?items= as its events: a poller of
+    a large job need not have every item built for it."""
+    urls = [url("/files/a.png"), url("/status/404"), url("/files/b.png")]
+    jid = D.submit(urls, dir="jobitems", name="{n}.png")["id"]
+    D.wait_job(jid)
+    for query, want in (("", [(0, "done"), (1, "failed"), (2, "done")]),
+                        ("?items=all",
+                         [(0, "done"), (1, "failed"), (2, "done")]),
+                        ("?items=failed", [(1, "failed")]),
+                        ("?items=none", None)):
+        status, _h, job = D.api("GET", "/v1/jobs/%d%s" % (jid, query))
+        eq(status, 200, "GET job%s" % query)
+        eq((job["state"], job["done"], job["failed"]), ("failed", 2, 1),
+           "GET job%s: state and counts" % query)
+        if want is None:
+            check("items" not in job, "GET job%s lists items" % query)
+        else:
+            eq([(i["n"], i["state"]) for i in job["items"]], want,
+               "GET job%s items" % query)
+    for query, mention in (("?items=bogus", "items"), ("?colour=red",
+                                                        "colour")):
+        status, hdrs, data = D.api("GET", "/v1/jobs/%d%s" % (jid, query))
+        check_error(status, hdrs, data, 400, "job" + query, mention)
+
+
 # ------------------------------------------------------------ listing
 
 def cancelled_job():
