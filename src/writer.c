@@ -189,6 +189,13 @@ struct wfile {
 	EVP_MD_CTX *md; /* SHA-256 of the bytes so far */
 	unsigned long long hashed; /* bytes in md */
 	char sha256[2 * 32 + 1]; /* hex, once final; "" before */
+	/*
+	 * A file named early reports PREPARED while its worker still writes
+	 * and hashes: the loop reads sha256 only once it has seen hash_done
+	 * (set under writer->lock after sha256) while draining its events.
+	 */
+	int hash_done; /* under lock */
+	int hash_seen; /* loop */
 	char *target; /* RENAME: a relative path elsewhere, set by the loop */
 	char *dup_of; /* DEDUP: the kept file this one repeats */
 	int duplicate; /* dropped as a duplicate of dup_of */
@@ -918,11 +925,11 @@ wfile_size(struct wfile *f)
 	return f->size;
 }
 
-/* The body's SHA-256 in hex, or NULL before it is final. */
+/* The body's SHA-256 in hex, or NULL while it is not final. */
 const char *
 wfile_sha256(struct wfile *f)
 {
-	return f->sha256[0] != '\0' ? f->sha256 : NULL;
+	return f->hash_seen ? f->sha256 : NULL;
 }
 
 /* Whether the file was dropped as a duplicate. */
@@ -988,6 +995,7 @@ writer_done_cb(evutil_socket_t fd, short what, void *arg)
 		failed = f->ev_failed;
 		prepared = f->ev_prepared;
 		done = f->ev_done;
+		f->hash_seen = f->hash_done;
 		f->ev_drained = f->ev_failed = f->ev_prepared = 0;
 		pthread_mutex_unlock(&w->lock);
 
@@ -1270,6 +1278,9 @@ wfile_hash_end(struct wfile *f)
 	f->sha256[2 * len] = '\0';
 	EVP_MD_CTX_free(f->md);
 	f->md = NULL;
+	pthread_mutex_lock(&f->writer->lock);
+	f->hash_done = 1;
+	pthread_mutex_unlock(&f->writer->lock);
 }
 
 /* Worker: make sure the .part file is open (and cut to offset on resume). */
